@@ -1,0 +1,161 @@
+"""The model zoo as data: name → weight files (URL, SHA-256 prefix), licence, config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import CONFIGS, ModelConfig
+
+ZENODO = "https://zenodo.org/records/{record}/files/{file}"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable file.
+
+    Attributes:
+        target: target name the file holds weights for (or ``"*"`` for a joint file).
+        url: where to download it.
+        sha256: expected SHA-256 prefix (hex, at least 8 characters), or ``""`` when unknown
+            (trust on first use: the first download's hash is recorded in the cache).
+        filename: name in the cache.
+    """
+
+    target: str
+    url: str
+    sha256: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A released model.
+
+    Attributes:
+        name: registry name.
+        config: architecture and STFT settings.
+        files: weight files, one per target (UMX) or one joint file.
+        licence: weight licence as published.
+        description: one line for ``unmix models``.
+        notice: printed whenever the model is used (licence restrictions), or ``""``.
+        fmt: ``"pth"``, ``"safetensors"``, ``"nnabla-zip"`` or ``"nnabla-h5"``.
+        packaged: folder inside the installed package that holds the files (no download).
+    """
+
+    name: str
+    config: ModelConfig
+    files: tuple[WeightFile, ...]
+    licence: str
+    description: str
+    notice: str = ""
+    fmt: str = "pth"
+    packaged: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+
+def _zenodo(record: int, names: dict[str, tuple[str, str]]) -> tuple[WeightFile, ...]:
+    return tuple(
+        WeightFile(target, ZENODO.format(record=record, file=file), sha, file)
+        for target, (file, sha) in names.items()
+    )
+
+
+BUNDLES: dict[str, ModelBundle] = {}
+
+
+def register(bundle: ModelBundle) -> ModelBundle:
+    """Add a bundle to the registry (names must be unique)."""
+    if bundle.name in BUNDLES:
+        raise ValueError(f"model {bundle.name!r} is registered twice")
+    BUNDLES[bundle.name] = bundle
+    return bundle
+
+
+register(
+    ModelBundle(
+        name="umxhq",
+        config=CONFIGS["umxhq"],
+        files=_zenodo(
+            3370489,
+            {
+                "vocals": ("vocals-b62c91ce.pth", "b62c91cedbc7a066"),
+                "drums": ("drums-9619578f.pth", "9619578f885c5473"),
+                "bass": ("bass-8d85a5bd.pth", "8d85a5bd3f996a88"),
+                "other": ("other-b52fbbf7.pth", "b52fbbf76479e752"),
+            },
+        ),
+        licence="MIT (Zenodo record 3370489); trained on MUSDB18-HQ (non-commercial data terms)",
+        description="Open-Unmix trained on MUSDB18-HQ, full bandwidth (default)",
+    )
+)
+register(
+    ModelBundle(
+        name="umx",
+        config=CONFIGS["umx"],
+        files=_zenodo(
+            3370486,
+            {
+                "vocals": ("vocals-c8df74a5.pth", "c8df74a5"),
+                "drums": ("drums-5a48008b.pth", "5a48008b"),
+                "bass": ("bass-646024d3.pth", "646024d3"),
+                "other": ("other-f8e132cc.pth", "f8e132cc"),
+            },
+        ),
+        licence="MIT (as umxhq, unverified); trained on MUSDB18 (non-commercial data terms)",
+        description="Open-Unmix trained on MUSDB18 (16 kHz AAC band limit), for SiSEC 2018 comparisons",
+    )
+)
+register(
+    ModelBundle(
+        name="umxl",
+        config=CONFIGS["umxl"],
+        files=_zenodo(
+            5069601,
+            {
+                "vocals": ("vocals-bccbd9aa.pth", "bccbd9aa"),
+                "drums": ("drums-69e0ebd4.pth", "69e0ebd4"),
+                "bass": ("bass-2ca1ce51.pth", "2ca1ce51"),
+                "other": ("other-c8c5b3e6.pth", "c8c5b3e6"),
+            },
+        ),
+        licence="CC BY-NC-SA 4.0 (non-commercial)",
+        description="Open-Unmix large (hidden 1024), trained on a larger non-public set",
+        notice="umxl weights are licensed CC BY-NC-SA 4.0: non-commercial use only, share alike",
+    )
+)
+register(
+    ModelBundle(
+        name="umxse",
+        config=CONFIGS["umxse"],
+        files=_zenodo(
+            3786908,
+            {
+                "speech": ("speech_f5e0d9f9.pth", "f5e0d9f9"),
+                "noise": ("noise_04a6fc2d.pth", "04a6fc2d"),
+            },
+        ),
+        licence="unverified (Zenodo record 3786908)",
+        description="speech enhancement at 16 kHz (speech, noise), Uhlich & Mitsufuji 2020",
+    )
+)
+
+DEFAULT_MODEL = "umxhq"
+
+
+def get_bundle(name: str) -> ModelBundle:
+    """Look up a registered model by name or alias.
+
+    Raises:
+        KeyError: with the list of known names.
+    """
+    if name in BUNDLES:
+        return BUNDLES[name]
+    for bundle in BUNDLES.values():
+        if name in bundle.aliases:
+            return bundle
+    raise KeyError(name)
+
+
+def list_models() -> list[str]:
+    """Registered model names."""
+    return list(BUNDLES)

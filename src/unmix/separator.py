@@ -1,0 +1,137 @@
+"""End-to-end separation module: audio → STFT → target models → Wiener → ISTFT → stems."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .filtering import wiener_windowed
+from .transforms import ISTFT, STFT, magnitude
+
+
+class Separator(nn.Module):
+    """Separate a mixture into its targets.
+
+    Args:
+        target_models: one network per target, in output order; each maps a magnitude
+            ``(S, C, F, N)`` to a magnitude of the same shape. An X-UMX model can be given
+            as ``joint_model`` instead.
+        config: STFT settings and channel count of the models.
+        niter: EM iterations of the Wiener post-filter (Default: 1). With a single target
+            and no residual there is nothing to refine: ``niter`` is set to 0, with a warning.
+        softmask: initialise the filter with ratio masks.
+        residual: add a ``residual`` output (mixture minus the other targets).
+        wiener_win_len: frames per independent Wiener window (Default: 300; ``None``: all).
+        joint_model: a single network mapping ``(S, C, F, N)`` to ``(S, C, F, N, J)``
+            (X-UMX); used instead of ``target_models``.
+    """
+
+    def __init__(
+        self,
+        target_models: Mapping[str, nn.Module] | None,
+        config: ModelConfig,
+        niter: int = 1,
+        softmask: bool = False,
+        residual: bool = False,
+        wiener_win_len: int | None = 300,
+        joint_model: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if (target_models is None) == (joint_model is None):
+            raise ValueError("give either target_models or joint_model")
+        if niter < 0:
+            raise ValueError(f"niter must be >= 0, got {niter}")
+        self.config = config
+        self.target_models = nn.ModuleDict(dict(target_models or {}))
+        self.joint_model = joint_model
+        self.targets: tuple[str, ...] = (
+            tuple(self.target_models) if target_models is not None else config.targets
+        )
+        if len(self.targets) == 1 and not residual and niter > 0:
+            warnings.warn(
+                "one target without residual: the Wiener EM has nothing to refine, "
+                "using niter=0 (add residual=True to refine against the rest of the mix)",
+                stacklevel=2,
+            )
+            niter = 0
+        self.niter = niter
+        self.softmask = softmask
+        self.residual = residual
+        self.wiener_win_len = wiener_win_len
+        self.stft = STFT(config.n_fft, config.n_hop, center=True)
+        self.istft = ISTFT(config.n_fft, config.n_hop, center=True)
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate the models expect (Hz)."""
+        return self.config.sample_rate
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the stacked outputs: the targets, then ``residual`` if enabled."""
+        return (*self.targets, "residual") if self.residual else self.targets
+
+    def freeze(self) -> Separator:
+        """Disable gradients and switch to evaluation mode."""
+        for p in self.parameters():
+            p.requires_grad = False
+        return self.eval()
+
+    def target_spectrograms(self, X: Tensor) -> Tensor:
+        """Model magnitudes for all targets.
+
+        Args:
+            X: mixture magnitude ``(S, C_model, F, N)``.
+
+        Returns:
+            ``(S, C_model, F, N, J)``.
+        """
+        if self.joint_model is not None:
+            out: Tensor = self.joint_model(X)
+            return out
+        return torch.stack([m(X) for m in self.target_models.values()], dim=-1)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """Separate.
+
+        Args:
+            audio: mixture ``(nb_samples, nb_channels, nb_timesteps)`` at :attr:`sample_rate`;
+                one- or two-channel.
+
+        Returns:
+            stems ``(nb_samples, nb_outputs, nb_channels, nb_timesteps)``, outputs ordered as
+            :attr:`output_names`.
+        """
+        if audio.ndim != 3:
+            raise ValueError(
+                f"audio must be (nb_samples, nb_channels, nb_timesteps), got {tuple(audio.shape)}"
+            )
+        if audio.shape[1] == 1 and self.config.nb_channels == 2:
+            # mono into a stereo model: separate the duplicated signal, then downmix the stems
+            return self.forward(audio.expand(-1, 2, -1)).mean(dim=2, keepdim=True)
+        if audio.shape[1] not in (1, 2):
+            raise ValueError(f"audio must have 1 or 2 channels, got {audio.shape[1]}")
+        mix_stft = self.stft(audio)  # (S, C, F, N) complex
+        X = magnitude(mix_stft, mono=self.config.nb_channels == 1)
+        V = self.target_spectrograms(X)  # (S, Cm, F, N, J)
+        V = V.permute(0, 3, 2, 1, 4).to(audio.dtype)  # (S, N, F, Cm, J)
+        mix = mix_stft.permute(0, 3, 2, 1)  # (S, N, F, C)
+        stems = torch.stack(
+            [
+                wiener_windowed(
+                    V[s], mix[s], self.niter, self.softmask, self.residual, self.wiener_win_len
+                )
+                for s in range(audio.shape[0])
+            ]
+        )  # (S, N, F, C, J')
+        stems = stems.permute(0, 4, 3, 2, 1)  # (S, J', C, F, N)
+        out: Tensor = self.istft(stems, length=audio.shape[-1])
+        return out
+
+    def to_dict(self, estimates: Tensor) -> dict[str, Tensor]:
+        """Map ``(S, J', C, T)`` estimates to ``{name: (S, C, T)}``."""
+        return {name: estimates[:, k] for k, name in enumerate(self.output_names)}

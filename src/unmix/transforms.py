@@ -1,0 +1,137 @@
+"""Time-frequency transforms: STFT, ISTFT, magnitude and channel downmix.
+
+Conventions follow Open-Unmix so that the official weights see the same input:
+periodic Hann window of length ``n_fft``, reflect padding, no normalisation,
+one-sided spectra. ``center=True`` is used for separation, ``center=False`` for
+the training loss and the input statistics.
+
+Complex spectrograms are native complex tensors here (``torch.complex64``);
+the Wiener stage works on them directly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class STFT(nn.Module):
+    """Short-time Fourier transform of multichannel audio.
+
+    Args:
+        n_fft: FFT size and window length.
+        n_hop: hop size in samples.
+        center: reflect-pad ``n_fft // 2`` samples on both sides (separation: True).
+    """
+
+    window: Tensor
+
+    def __init__(self, n_fft: int = 4096, n_hop: int = 1024, center: bool = True) -> None:
+        super().__init__()
+        if n_fft <= 0 or n_hop <= 0:
+            raise ValueError(f"n_fft and n_hop must be positive, got {n_fft} and {n_hop}")
+        self.n_fft = n_fft
+        self.n_hop = n_hop
+        self.center = center
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """Args:
+            audio: ``(..., nb_timesteps)``, e.g. ``(nb_samples, nb_channels, nb_timesteps)``.
+
+        Returns:
+            complex spectrogram ``(..., nb_bins, nb_frames)`` with ``nb_bins = n_fft // 2 + 1``.
+        """
+        shape = audio.shape
+        flat = audio.reshape(-1, shape[-1])
+        spec = torch.stft(
+            flat,
+            n_fft=self.n_fft,
+            hop_length=self.n_hop,
+            window=self.window.to(flat.dtype),
+            center=self.center,
+            normalized=False,
+            onesided=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        return spec.reshape(*shape[:-1], spec.shape[-2], spec.shape[-1])
+
+
+class ISTFT(nn.Module):
+    """Inverse of :class:`STFT` (overlap-add divided by the summed squared window)."""
+
+    window: Tensor
+
+    def __init__(self, n_fft: int = 4096, n_hop: int = 1024, center: bool = True) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.n_hop = n_hop
+        self.center = center
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, spec: Tensor, length: int | None = None) -> Tensor:
+        """Args:
+            spec: complex ``(..., nb_bins, nb_frames)``.
+            length: number of output samples (pass the input length to undo padding).
+
+        Returns:
+            audio ``(..., nb_timesteps)``.
+        """
+        shape = spec.shape
+        flat = spec.reshape(-1, shape[-2], shape[-1])
+        audio = torch.istft(
+            flat,
+            n_fft=self.n_fft,
+            hop_length=self.n_hop,
+            window=self.window.to(flat.real.dtype),
+            center=self.center,
+            normalized=False,
+            onesided=True,
+            length=length,
+        )
+        return audio.reshape(*shape[:-2], audio.shape[-1])
+
+
+def magnitude(spec: Tensor, mono: bool = False) -> Tensor:
+    """Magnitude (power 1) of a complex spectrogram.
+
+    Args:
+        spec: complex ``(nb_samples, nb_channels, nb_bins, nb_frames)``.
+        mono: average the channel **magnitudes** into one channel (keepdim), as UMX
+            does for one-channel models.
+
+    Returns:
+        ``(nb_samples, nb_channels or 1, nb_bins, nb_frames)``.
+    """
+    mag = spec.abs()
+    if mono:
+        mag = mag.mean(dim=1, keepdim=True)
+    return mag
+
+
+def downmix(audio: Tensor) -> Tensor:
+    """Average the channels of ``(..., nb_channels, nb_timesteps)`` into one (keepdim)."""
+    return audio.mean(dim=-2, keepdim=True)
+
+
+def nb_frames(nb_timesteps: int, n_fft: int, n_hop: int, center: bool) -> int:
+    """Number of STFT frames that :class:`STFT` gives for ``nb_timesteps`` samples."""
+    if center:
+        return 1 + nb_timesteps // n_hop
+    if nb_timesteps < n_fft:
+        return 0
+    return 1 + (nb_timesteps - n_fft) // n_hop
+
+
+def bandwidth_to_max_bin(rate: float, n_fft: int, bandwidth: float) -> int:
+    """Number of STFT bins whose centre frequency is at most ``bandwidth`` Hz."""
+    nb_bins = n_fft // 2 + 1
+    spacing = (rate / 2) / (nb_bins - 1)
+    last = int(bandwidth // spacing) if bandwidth < rate / 2 else nb_bins - 1
+    # guard against float rounding exactly on a bin edge
+    while last + 1 < nb_bins and (last + 1) * spacing <= bandwidth:
+        last += 1
+    while last > 0 and last * spacing > bandwidth:
+        last -= 1
+    return min(last + 1, nb_bins)

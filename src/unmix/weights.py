@@ -1,0 +1,120 @@
+"""Reading and writing weight files safely.
+
+* ``.pth`` (official PyTorch releases): ``torch.load(weights_only=True)``, which
+  refuses any pickle that would construct arbitrary objects or run code.
+* ``.safetensors``: our own format (plain tensors, no code).
+
+State dicts are loaded with ``strict=True`` after dropping exactly the legacy
+keys of the 2019 releases, so a missing or unexpected key is always reported.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .errors import WeightsError
+from .fileio import atomic_path
+
+#: Keys of the v1.0.0 module (which owned an STFT) found in the umx/umxhq/umxse files.
+LEGACY_KEYS = frozenset({"sample_rate", "stft.window", "transform.0.window"})
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth")
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a state dict from ``.pth`` or ``.safetensors`` without executing code.
+
+    Raises:
+        WeightsError: unreadable, truncated or unsafe files (one-line message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return dict(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(
+                f"cannot read {path}: not a valid safetensors file ({exc}); re-download or re-export it"
+            ) from exc
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise WeightsError(
+            f"refusing to load {path}: it holds objects other than tensors, and loading it "
+            f"could run code ({first[:160]}); use a weights file from a trusted source"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(
+            f"cannot read {path}: corrupt or truncated weights file ({exc})"
+        ) from exc
+    if (
+        isinstance(data, Mapping)
+        and "state_dict" in data
+        and isinstance(data["state_dict"], Mapping)
+    ):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return dict(data)
+
+
+def strip_legacy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Drop the three known legacy keys of the 2019 files, keep everything else."""
+    return {k: v for k, v in state.items() if k not in LEGACY_KEYS}
+
+
+def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a readable error.
+
+    Args:
+        module: network to fill.
+        state: state dict (legacy keys are dropped first).
+        source: file name used in the error message.
+
+    Raises:
+        WeightsError: missing/unexpected keys or shape mismatches, naming them.
+    """
+    state = strip_legacy(state)
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in set(own) & set(state)
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes {_short(wrong)}")
+    if problems:
+        raise WeightsError(
+            f"weights in {source} do not fit the model configuration: {'; '.join(problems)}; "
+            "check the model config (hidden size, n_fft, channels, architecture)"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def _short(items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{', …' if len(items) > limit else ''}] ({len(items)})"
+
+
+def save_state_dict(state: Mapping[str, Tensor], path: str | Path) -> None:
+    """Write a state dict as safetensors, atomically (contiguous CPU copies)."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_path(Path(path), suffix=".safetensors.part") as tmp:
+        save_file(tensors, str(tmp))
