@@ -11,6 +11,7 @@ keys of the 2019 releases, so a missing or unexpected key is always reported.
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,7 +47,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 f"cannot read {path}: not a valid safetensors file ({exc}); re-download or re-export it"
             ) from exc
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of foreign files before refusing them
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*", category=UserWarning)
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise WeightsError(
