@@ -11,17 +11,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .archive import ArchiveError, extract_zip
 from .config import CONFIGS, ModelConfig
-from .download import cache_dir, fetch
+from .download import cache_dir, fetch, sha256_of
 from .errors import UnmixError, WeightsError
 from .model import OpenUnmix
+from .nnabla import NNablaWeights, h5_files, read_nnabla_file, read_nnabla_folder
 from .registry import DEFAULT_MODEL, ModelBundle, get_bundle, list_models
 from .separator import Separator
 from .weights import WEIGHT_SUFFIXES, load_into, read_state_dict, save_state_dict, strip_legacy
+from .xumx import XUMX, TargetSubset
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
+#: weights file of an X-UMX model folder (``config.json`` with ``"arch": "xumx"``)
+XUMX_FILE = "xumx.safetensors"
 TARGET_ORDER = ("vocals", "drums", "bass", "other", "speech", "noise")
 
 
@@ -119,8 +124,14 @@ def _read_folder_json(folder: Path) -> dict[str, Any]:
 
 def load_folder(folder: Path) -> tuple[ModelConfig, dict[str, nn.Module]]:
     """Load a model folder: ``<target>.safetensors`` or ``<target>.pth`` per target, plus an
-    optional ``config.json`` (ours) or ``separator.json`` (upstream)."""
+    optional ``config.json`` (ours) or ``separator.json`` (upstream).
+
+    Also loads X-UMX folders (``config.json`` with ``"arch": "xumx"`` + ``xumx.safetensors``,
+    returned as ``{"xumx": model}``) and NNabla folders (``<target>.h5`` files, or one
+    ``x-umx.h5``) when the folder has no ``.safetensors``/``.pth`` weights."""
     meta = _read_folder_json(folder)
+    if meta.get("__file__") == CONFIG_FILE and meta.get("arch") == "xumx":
+        return _load_xumx_folder(folder, meta)
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix in WEIGHT_SUFFIXES and not path.name.startswith("."):
@@ -128,6 +139,8 @@ def load_folder(folder: Path) -> tuple[ModelConfig, dict[str, nn.Module]]:
             if target in files and files[target].suffix == ".safetensors":
                 continue
             files[target] = path
+    if not files and h5_files(folder):
+        return from_nnabla(read_nnabla_folder(folder))
     config: ModelConfig | None = None
     if meta.get("__file__") == CONFIG_FILE:
         meta.pop("__file__")
@@ -150,6 +163,95 @@ def load_folder(folder: Path) -> tuple[ModelConfig, dict[str, nn.Module]]:
     return config, build_models(config, states, str(folder))
 
 
+def _load_xumx_folder(
+    folder: Path, meta: dict[str, Any]
+) -> tuple[ModelConfig, dict[str, nn.Module]]:
+    """An X-UMX model folder: ``config.json`` (``"arch": "xumx"``) + ``xumx.safetensors``."""
+    meta = {k: v for k, v in meta.items() if k != "__file__"}
+    config = ModelConfig.from_dict(meta)
+    path = folder / XUMX_FILE
+    if not path.is_file():
+        raise WeightsError(
+            f"model folder {folder} is an X-UMX model (config.json says arch xumx) but has no "
+            f"{XUMX_FILE}"
+        )
+    model = XUMX.from_config(config)
+    load_into(model, read_state_dict(path), str(path))
+    return config, {"xumx": model.freeze()}
+
+
+def from_nnabla(
+    weights: NNablaWeights, base: ModelConfig | None = None
+) -> tuple[ModelConfig, dict[str, nn.Module]]:
+    """Build models from NNabla weights (see :mod:`unmix.nnabla`).
+
+    Args:
+        weights: per-target (UMX) or per-branch (X-UMX) state dicts.
+        base: configuration giving the sample rate and hop (Default: the released
+            configuration with the same shapes, else 44100 Hz and ``n_fft // 4``).
+
+    Returns:
+        ``(config, {target: OpenUnmix})`` for UMX, ``(config, {"xumx": XUMX})`` for X-UMX;
+        targets in the canonical order (vocals, drums, bass, other).
+    """
+    targets = _sorted_targets(list(weights.states))
+    states = {t: weights.states[t] for t in targets}
+    config = infer_config(states, base=base)
+    if not weights.joint:
+        return config, build_models(config, states, weights.source)
+    config = config.with_(arch="xumx")
+    model = XUMX.from_config(config)
+    for target in targets:
+        load_into(model.branch(target), states[target], f"{weights.source} (branch {target})")
+    return config, {"xumx": model.freeze()}
+
+
+def unpack_zip(archive: Path) -> Path:
+    """Extract a weights zip (safely) into the cache, once; returns the model folder.
+
+    The folder is ``<cache>/extracted/<name>-<sha256 prefix>``: a changed archive gets a new
+    folder, and nothing is ever written beside the archive or outside the cache.
+    """
+    digest = sha256_of(archive)[:16]
+    dest = cache_dir() / "extracted" / f"{archive.stem}-{digest}"
+    if not dest.is_dir():
+        try:
+            extract_zip(archive, dest, suffixes=(".h5", ".safetensors", ".pth", ".json"))
+        except ArchiveError:
+            if not dest.is_dir():  # else another process extracted the same archive
+                raise
+    return _model_root(dest, archive)
+
+
+def _model_root(folder: Path, archive: Path) -> Path:
+    """``folder`` if it holds weights, else its only sub-folder that does."""
+
+    def has_weights(p: Path) -> bool:
+        return any(q.suffix in (".h5", *WEIGHT_SUFFIXES) for q in p.iterdir() if q.is_file())
+
+    if has_weights(folder):
+        return folder
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    found = [p for p in subs if has_weights(p)]
+    if len(found) != 1:
+        raise WeightsError(
+            f"{archive} holds no single folder of weights files (.h5, .safetensors or .pth)"
+        )
+    return found[0]
+
+
+def load_file(path: Path) -> tuple[ModelConfig, dict[str, nn.Module]]:
+    """Load a single-file model: an NNabla ``.h5`` or a zip of a model folder."""
+    if path.suffix == ".h5":
+        return from_nnabla(read_nnabla_file(path))
+    if path.suffix == ".zip":
+        return load_folder(unpack_zip(path))
+    raise UnmixError(
+        f"{path} is a file; give the folder that holds one weights file per target "
+        "(e.g. vocals.pth, drums.pth, ...), an NNabla .h5 file or a .zip of them"
+    )
+
+
 def load_bundle(
     bundle: ModelBundle, progress: bool = True
 ) -> tuple[ModelConfig, dict[str, nn.Module]]:
@@ -159,11 +261,24 @@ def load_bundle(
     if bundle.packaged:
         folder = Path(__file__).parent / bundle.packaged
         return load_folder(folder)
+    if bundle.fmt in ("nnabla-zip", "nnabla-h5"):
+        return _load_nnabla_bundle(bundle, progress)
     states: dict[str, dict[str, Tensor]] = {}
     for wf in bundle.files:
         path = fetch(wf.url, cache_dir() / bundle.name / wf.filename, wf.sha256, progress)
         states[wf.target] = read_state_dict(path)
     return bundle.config, build_models(bundle.config, states, f"model {bundle.name}")
+
+
+def _load_nnabla_bundle(
+    bundle: ModelBundle, progress: bool
+) -> tuple[ModelConfig, dict[str, nn.Module]]:
+    """A registered NNabla release: one zip of ``<target>.h5`` files or one ``.h5`` file."""
+    (wf,) = bundle.files
+    path = fetch(wf.url, cache_dir() / bundle.name / wf.filename, wf.sha256, progress)
+    if bundle.fmt == "nnabla-zip":
+        return from_nnabla(read_nnabla_folder(unpack_zip(path)), base=bundle.config)
+    return from_nnabla(read_nnabla_file(path), base=bundle.config)
 
 
 def load_models(
@@ -174,10 +289,7 @@ def load_models(
     if path.is_dir():
         return load_folder(path)
     if path.is_file():
-        raise UnmixError(
-            f"{path} is a file; give the folder that holds one weights file per target "
-            "(e.g. vocals.pth, drums.pth, ...)"
-        )
+        return load_file(path)
     try:
         bundle = get_bundle(str(name_or_path))
     except KeyError:
@@ -214,21 +326,38 @@ def load_separator(
         a :class:`Separator` in evaluation mode on ``device``.
     """
     config, models = load_models(name_or_path, progress)
-    if targets:
+    joint: nn.Module | None = None
+    if config.arch == "xumx":
+        config, joint = select_joint_targets(config, models["xumx"], targets)
+    elif targets:
         unknown = [t for t in targets if t not in models]
         if unknown:
             raise UnmixError(f"unknown targets {unknown}; this model has {list(models)}")
         models = {t: models[t] for t in targets}
         config = config.with_(targets=tuple(targets))
     sep = Separator(
-        models,
+        None if joint is not None else models,
         config,
         niter=niter,
         softmask=softmask,
         residual=residual,
         wiener_win_len=wiener_win_len,
+        joint_model=joint,
     )
     return sep.freeze().to(pick_device(device))
+
+
+def select_joint_targets(
+    config: ModelConfig, model: nn.Module, targets: Sequence[str] | None
+) -> tuple[ModelConfig, nn.Module]:
+    """Restrict a joint (X-UMX) model's outputs to ``targets`` (all branches still run)."""
+    if not targets:
+        return config, model
+    unknown = [t for t in targets if t not in config.targets]
+    if unknown:
+        raise UnmixError(f"unknown targets {unknown}; this model has {list(config.targets)}")
+    indices = [config.targets.index(t) for t in targets]
+    return config.with_(targets=tuple(targets)), TargetSubset(model, indices)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -256,7 +385,13 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def save_model(folder: str | Path, config: ModelConfig, models: Mapping[str, nn.Module]) -> Path:
-    """Write ``config.json`` and ``<target>.safetensors`` files into ``folder``."""
+    """Write ``config.json`` and ``<target>.safetensors`` files into ``folder``.
+
+    An X-UMX model (``config.arch == "xumx"``) is given as ``{"xumx": model}`` and written
+    as ``xumx.safetensors``.
+    """
+    if config.arch == "xumx" and set(models) != {"xumx"}:
+        raise ValueError(f"an X-UMX model is saved as {{'xumx': model}}, got keys {list(models)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for target, net in models.items():

@@ -139,6 +139,50 @@ register(
     )
 )
 
+# The NNabla releases (Sony, ai-research-code/x-umx). No hashes are published: the first
+# download's SHA-256 is recorded in the cache and later copies are checked against it
+# (trust on first use, see unmix.download.fetch and docs/nnabla-xumx.md).
+NNABLA = "https://nnabla.org/pretrained-models"
+NNABLA_LICENCE = "not stated by the publisher (code Apache-2.0); treat as research-only"
+NNABLA_NOTICE = (
+    "the NNabla weights are published without a licence statement: treat them as "
+    "research-only until their licence is confirmed"
+)
+register(
+    ModelBundle(
+        name="umxhq-nnabla",
+        config=CONFIGS["umxhq"],
+        files=(WeightFile("*", f"{NNABLA}/open-unmix-nnabla/umxhq.zip", "", "umxhq.zip"),),
+        licence=NNABLA_LICENCE,
+        description="NNabla (Sony) release of UMX trained on MUSDB18-HQ (zip of <target>.h5)",
+        notice=NNABLA_NOTICE,
+        fmt="nnabla-zip",
+    )
+)
+register(
+    ModelBundle(
+        name="umx-nnabla",
+        config=CONFIGS["umx"],
+        files=(WeightFile("*", f"{NNABLA}/open-unmix-nnabla/umx.zip", "", "umx.zip"),),
+        licence=NNABLA_LICENCE,
+        description="NNabla (Sony) release of UMX trained on MUSDB18 (zip of <target>.h5)",
+        notice=NNABLA_NOTICE,
+        fmt="nnabla-zip",
+    )
+)
+register(
+    ModelBundle(
+        name="xumx",
+        config=CONFIGS["umx"].with_(arch="xumx"),
+        files=(WeightFile("*", f"{NNABLA}/ai-research-code/x-umx/x-umx.h5", "", "x-umx.h5"),),
+        licence=NNABLA_LICENCE,
+        description="CrossNet-UMX (X-UMX, Sawata et al. 2021) trained on MUSDB18, NNabla release",
+        notice=NNABLA_NOTICE,
+        fmt="nnabla-h5",
+        aliases=("x-umx",),
+    )
+)
+
 DEFAULT_MODEL = "umxhq"
 
 
