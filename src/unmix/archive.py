@@ -170,8 +170,6 @@ def extract_zip(
     limits = limits or ZipLimits()
     if dest.exists():
         raise ArchiveError(f"cannot extract {archive}: {dest} already exists")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
@@ -179,18 +177,26 @@ def extract_zip(
             wanted = [
                 i for i in infos if i.is_dir() or suffixes is None or i.filename.endswith(suffixes)
             ]
-            _extract_into(zf, wanted, tmp, limits)
-        os.replace(tmp, dest)
+            _extract_checked(zf, wanted, dest, limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        _remove_tree(tmp)
         raise ArchiveError(f"cannot read {archive}: not a valid zip archive ({exc})") from exc
     except OSError as exc:
-        _remove_tree(tmp)
         raise ArchiveError(f"cannot extract {archive} into {dest}: {exc}") from exc
+    return dest
+
+
+def _extract_checked(
+    zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path, limits: ZipLimits
+) -> None:
+    """Extract checked members into a temporary folder, then rename it to ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    try:
+        _extract_into(zf, infos, tmp, limits)
+        os.replace(tmp, dest)
     except BaseException:
         _remove_tree(tmp)
         raise
-    return dest
 
 
 def _remove_tree(path: Path) -> None:
