@@ -7,7 +7,10 @@ Audio arrays are ``float32`` shaped ``(nb_channels, nb_timesteps)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError
+from .errors import AudioError, UnmixError
 from .fileio import atomic_path
 
 #: stream order of the MUSDB18 ``.stem.mp4`` files
@@ -54,6 +57,8 @@ def _open(path: Path) -> av.container.InputContainer:
         raise AudioError(f"{path} is a directory, not an audio file")
     if not path.exists():
         raise AudioError(f"{path}: no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes)")
     try:
         return av.open(str(path), mode="r")
     except PermissionError as exc:
@@ -63,6 +68,8 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return str(exc.strerror)[:200]  # without the errno and the file name
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
 
@@ -249,3 +256,320 @@ def write(
             )
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"cannot write {path}: {_reason(exc)}") from exc
+
+
+#: file name endings that folder walks pick up as audio (case-insensitive)
+AUDIO_SUFFIXES = (
+    ".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4",
+    ".aif", ".aiff", ".aifc", ".wma", ".mka", ".webm", ".caf", ".wv", ".ac3", ".mp2",
+)  # fmt: skip
+
+
+def is_audio_name(path: str | Path) -> bool:
+    """Whether a file name looks like audio (by its ending; decoding decides for real)."""
+    return Path(path).name.lower().endswith(AUDIO_SUFFIXES)
+
+
+class StreamResampler:
+    """Resample ``(nb_channels, n)`` blocks as one continuous stream (soxr, high quality).
+
+    The concatenated output equals :func:`resample` of the concatenated input, so a
+    stream resampled block by block has no seams and the same length.
+    """
+
+    def __init__(self, rate_in: int, rate_out: int, nb_channels: int) -> None:
+        self.rate_in, self.rate_out, self.nb_channels = rate_in, rate_out, nb_channels
+        self._stream = (
+            None
+            if rate_in == rate_out
+            else soxr.ResampleStream(rate_in, rate_out, nb_channels, dtype="float32", quality="HQ")
+        )
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Resample the next ``(nb_channels, n)`` block; returns what is ready ``(nb_channels, m)``."""
+        return self._run(block, last=False)
+
+    def flush(self) -> np.ndarray:
+        """End the stream; returns the remaining ``(nb_channels, m)`` samples."""
+        return self._run(np.zeros((self.nb_channels, 0), np.float32), last=True)
+
+    def _run(self, block: np.ndarray, last: bool) -> np.ndarray:
+        if self._stream is None:
+            return block
+        out = self._stream.resample_chunk(np.ascontiguousarray(block.T, np.float32), last=last)
+        return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+#: ``--format`` choices: one file per stem (wav, flac, mp3) or one ``.stem.mp4``
+OUTPUT_FORMATS = ("wav", "flac", "mp3", "stems")
+#: ``--bits`` choices per format (first one is the default)
+BIT_DEPTHS = {"wav": ("float", "16", "24"), "flac": ("24", "16"), "mp3": ("lossy",)}
+_SUBTYPES = {"float": "FLOAT", "16": "PCM_16", "24": "PCM_24", "lossy": "MPEG_LAYER_III"}
+#: AAC bit rate per stream of a ``.stem.mp4`` (that of the NI stems / MUSDB18 files)
+STEMS_BIT_RATE = 256_000
+
+
+def output_suffix(fmt: str) -> str:
+    """File ending for ``fmt`` (``.stem.mp4`` for ``stems``)."""
+    return ".stem.mp4" if fmt == "stems" else f".{fmt}"
+
+
+@dataclass
+class _Level:
+    """Peak and clipped-sample count of one output."""
+
+    name: str
+    peak: float = 0.0
+    clipped: int = 0
+
+    def limit(self, block: np.ndarray, clip: bool) -> np.ndarray:
+        """Track the level; clip to full scale if the format cannot hold more."""
+        if block.size:
+            self.peak = max(self.peak, float(np.abs(block).max()))
+        if not clip:
+            return block
+        over = np.abs(block) > 1.0
+        count = int(over.sum())
+        if not count:
+            return block
+        self.clipped += count
+        clipped: np.ndarray = np.clip(block, -1.0, 1.0)
+        return clipped
+
+    def warning(self) -> str | None:
+        if not self.clipped:
+            return None
+        return (
+            f"{self.name}: {self.clipped} samples above full scale were clipped "
+            f"(peak {20 * math.log10(self.peak):+.1f} dBFS); use --format wav for float "
+            "output that keeps them"
+        )
+
+
+class StemWriter:
+    """Write stems while they are produced, to temporary files renamed on :meth:`commit`.
+
+    One file per output (``<folder>/<name>.<fmt>``) or, with ``fmt="stems"``, one
+    ``.stem.mp4`` holding the mixture and then every output as AAC streams. Nothing appears
+    under the final names until every file is complete; :meth:`abort` (or leaving the
+    ``with`` block by an exception) removes the temporary files.
+
+    Clipping policy: float WAV keeps every value; integer (16/24-bit WAV, FLAC) and lossy
+    (MP3, AAC) outputs clip at full scale and :meth:`commit` returns one warning per clipped
+    output with the count and the peak level.
+
+    Args:
+        destination: folder for one-file-per-stem formats, the ``.stem.mp4`` path otherwise.
+        names: output names (``vocals``, ``drums``, ...), in stream order.
+        fmt: one of :data:`OUTPUT_FORMATS`.
+        sample_rate: Hz.
+        nb_channels: 1 or 2.
+        bits: for wav/flac: ``float`` (wav only), ``16`` or ``24`` (Default: first of
+            :data:`BIT_DEPTHS`).
+    """
+
+    def __init__(
+        self,
+        destination: Path,
+        names: tuple[str, ...],
+        fmt: str,
+        sample_rate: int,
+        nb_channels: int,
+        bits: str | None = None,
+    ) -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise AudioError(f"unknown output format {fmt!r}; use one of {OUTPUT_FORMATS}")
+        self.fmt, self.names, self.rate, self.nb_channels = fmt, names, sample_rate, nb_channels
+        self.subtype = output_subtype(fmt, bits)
+        self.clip = self.subtype != "FLOAT"
+        self.targets = (
+            {"stems": Path(destination)}
+            if fmt == "stems"
+            else {n: Path(destination) / f"{n}.{fmt}" for n in names}
+        )
+        self.levels = [_Level("mixture")] * (fmt == "stems") + [
+            _Level(self._label(n)) for n in names
+        ]
+        self._temps: dict[Path, Path] = {}
+        self._created: list[Path] = []
+        self._sinks: list[_SoundFileSink | _Mp4Sink] = []
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _label(self, name: str) -> str:
+        return name if self.fmt == "stems" else f"{name}.{self.fmt}"
+
+    def _open(self) -> None:
+        for final in self.targets.values():
+            self._make_folder(final.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+            os.close(fd)
+            self._temps[final] = Path(tmp)
+        temps = list(self._temps.values())
+        if self.fmt == "stems":
+            self._sinks = [
+                _Mp4Sink(temps[0], ("mixture", *self.names), self.rate, self.nb_channels)
+            ]
+        else:
+            self._sinks = [
+                _SoundFileSink(tmp, self.fmt, self.subtype, self.rate, self.nb_channels)
+                for tmp in temps
+            ]
+
+    def _make_folder(self, folder: Path) -> None:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnmixError(f"cannot create output folder {folder}: {_os_reason(exc)}") from exc
+        self._created.extend(missing)
+
+    def write(self, mix: np.ndarray, stems: np.ndarray) -> None:
+        """Append ``mix (nb_channels, n)`` and ``stems (nb_outputs, nb_channels, n)``.
+
+        ``mix`` is only stored by the ``stems`` format (as its first stream).
+        """
+        blocks = [mix, *stems] if self.fmt == "stems" else list(stems)
+        blocks = [lvl.limit(b, self.clip) for lvl, b in zip(self.levels, blocks, strict=True)]
+        try:
+            if self.fmt == "stems":
+                self._sinks[0].write_all(blocks)  # type: ignore[union-attr]
+            else:
+                for sink, block in zip(self._sinks, blocks, strict=True):
+                    sink.write(block)  # type: ignore[union-attr]
+        except OSError as exc:
+            raise UnmixError(f"cannot write stems: {_os_reason(exc)}") from exc
+
+    def commit(self) -> list[str]:
+        """Finish every file and move it to its final name; returns clipping warnings."""
+        try:
+            for sink in self._sinks:
+                sink.close()
+            for final, tmp in self._temps.items():
+                os.replace(tmp, final)
+        except (OSError, av.error.FFmpegError) as exc:
+            self.abort()
+            raise UnmixError(f"cannot finish the output files: {_reason(exc)}") from exc
+        self._temps.clear()
+        return [w for w in (lvl.warning() for lvl in self.levels) if w]
+
+    def abort(self) -> None:
+        """Drop the temporary files (and the folders this writer created, if left empty)."""
+        for sink in self._sinks:
+            with contextlib.suppress(Exception):
+                sink.close()
+        for tmp in self._temps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._temps.clear()
+        for folder in self._created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+        self._created.clear()
+
+    def __enter__(self) -> StemWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def output_subtype(fmt: str, bits: str | None) -> str:
+    """The soundfile subtype (or ``AAC``) for ``fmt`` at ``bits``; checks the combination."""
+    if fmt == "stems":
+        if bits not in (None, "lossy"):
+            raise AudioError("--bits does not apply to --format stems (AAC)")
+        return "AAC"
+    allowed = BIT_DEPTHS[fmt]
+    chosen = bits or allowed[0]
+    if chosen not in allowed:
+        raise AudioError(f"--bits {chosen} is not possible for {fmt}; use one of {allowed}")
+    return _SUBTYPES[chosen]
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or _reason(exc)
+
+
+class _SoundFileSink:
+    """One file written incrementally with soundfile (wav, flac, mp3)."""
+
+    def __init__(self, path: Path, fmt: str, subtype: str, rate: int, nb_channels: int) -> None:
+        extra: dict[str, object] = {}
+        if fmt == "mp3":  # constant 320 kbit/s
+            extra = {"compression_level": 0.0, "bitrate_mode": "CONSTANT"}
+        try:
+            self._file = sf.SoundFile(
+                str(path), "w", rate, nb_channels, subtype, format=fmt.upper(), **extra
+            )
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise AudioError(
+                f"cannot write {fmt} at {rate} Hz with {nb_channels} channel(s): "
+                f"{_reason(exc)}; try --format wav"
+            ) from exc
+
+    def write(self, block: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(block.T))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Mp4Sink:
+    """A ``.stem.mp4``: one AAC stream per name (NI stems / MUSDB18 stream order).
+
+    Each stream's ``title``/``handler_name`` is its name. The NI ``stem`` metadata atom
+    (stem colours for DJ software) cannot be written through PyAV and is left out.
+    """
+
+    def __init__(self, path: Path, names: tuple[str, ...], rate: int, nb_channels: int) -> None:
+        layout = "mono" if nb_channels == 1 else "stereo"
+        try:
+            self._container: av.container.OutputContainer | None = av.open(
+                str(path), mode="w", format="mp4"
+            )
+            self._streams = []
+            for name in names:
+                stream = self._container.add_stream("aac", rate=rate, layout=layout)
+                stream.bit_rate = STEMS_BIT_RATE
+                stream.metadata["title"] = name
+                stream.metadata["handler_name"] = name
+                self._streams.append(stream)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise AudioError(
+                f"cannot write AAC stems at {rate} Hz: {_reason(exc)}; try --format wav"
+            ) from exc
+        self._layout, self._rate, self._written = layout, rate, 0
+
+    def write_all(self, blocks: list[np.ndarray]) -> None:
+        n = blocks[0].shape[-1]
+        container = self._container
+        if not n or container is None:
+            return
+        for stream, block in zip(self._streams, blocks, strict=True):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(block, np.float32), format="fltp", layout=self._layout
+            )
+            frame.sample_rate = self._rate
+            # timestamps let the encoder's priming delay go into an edit list, so decoders
+            # start exactly at the first sample
+            frame.pts = self._written
+            frame.time_base = Fraction(1, self._rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        self._written += n
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        try:
+            for stream in self._streams:
+                for packet in stream.encode(None):
+                    container.mux(packet)
+        finally:
+            container.close()

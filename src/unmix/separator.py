@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .filtering import wiener_windowed
+from .filtering import wiener_sources
 from .transforms import ISTFT, STFT, magnitude
 
 
@@ -116,21 +116,46 @@ class Separator(nn.Module):
         if audio.shape[1] not in (1, 2):
             raise ValueError(f"audio must have 1 or 2 channels, got {audio.shape[1]}")
         mix_stft = self.stft(audio)  # (S, C, F, N) complex
-        X = magnitude(mix_stft, mono=self.config.nb_channels == 1)
-        V = self.target_spectrograms(X)  # (S, Cm, F, N, J)
-        V = V.permute(0, 3, 2, 1, 4).to(audio.dtype)  # (S, N, F, Cm, J)
-        mix = mix_stft.permute(0, 3, 2, 1)  # (S, N, F, C)
-        stems = torch.stack(
-            [
-                wiener_windowed(
-                    V[s], mix[s], self.niter, self.softmask, self.residual, self.wiener_win_len
-                )
-                for s in range(audio.shape[0])
-            ]
-        )  # (S, N, F, C, J')
-        stems = stems.permute(0, 4, 3, 2, 1)  # (S, J', C, F, N)
-        out: Tensor = self.istft(stems, length=audio.shape[-1])
-        return out
+        V = self.source_magnitudes(magnitude(mix_stft, mono=self.config.nb_channels == 1))
+        mix = mix_stft.transpose(-1, -2)  # (S, C, N, F), a view: torch.stft stores bins last
+        nb_frames = mix.shape[2]
+        out = audio.new_zeros(
+            audio.shape[0],
+            len(self.output_names),
+            audio.shape[1],
+            self.istft.padded_length(nb_frames),
+        )
+        # Wiener-filter and invert one window at a time: only the accumulator (S, J', C, T)
+        # and the current window's estimates are held, never all complex estimates at once
+        step = max(self.wiener_win_len or nb_frames, 1)
+        for s in range(audio.shape[0]):
+            for pos in range(0, nb_frames, step):
+                estimates = wiener_sources(
+                    V[s, :, :, pos : pos + step],
+                    mix[s, :, pos : pos + step],
+                    self.niter,
+                    self.softmask,
+                    self.residual,
+                )  # (J', C, n, F)
+                self.istft.overlap_add(estimates, out[s], pos)
+        return self.istft.normalize(out, nb_frames, audio.shape[-1])
+
+    def source_magnitudes(self, X: Tensor) -> Tensor:
+        """Model magnitudes for all targets, sources-first for the Wiener stage.
+
+        Args:
+            X: mixture magnitude ``(S, C_model, F, N)``.
+
+        Returns:
+            ``(S, J, C_model, N, F)``.
+        """
+        if self.joint_model is not None:
+            return self.target_spectrograms(X).permute(0, 4, 1, 3, 2)
+        S, C, F, N = X.shape
+        V = X.new_empty(S, len(self.target_models), C, N, F)
+        for j, net in enumerate(self.target_models.values()):
+            V[:, j] = net(X).transpose(-1, -2)  # filled in place: no second copy of all targets
+        return V
 
     def to_dict(self, estimates: Tensor) -> dict[str, Tensor]:
         """Map ``(S, J', C, T)`` estimates to ``{name: (S, C, T)}``."""

@@ -92,6 +92,71 @@ class ISTFT(nn.Module):
         )
         return audio.reshape(*shape[:-2], audio.shape[-1])
 
+    def padded_length(self, nb_frames: int) -> int:
+        """Samples an overlap-add accumulator needs for ``nb_frames`` frames."""
+        return (nb_frames - 1) * self.n_hop + self.n_fft
+
+    def overlap_add(self, frames: Tensor, out: Tensor, first_frame: int) -> None:
+        """Add the windowed inverse FFT of some frames into an accumulator, in place.
+
+        Calling this on consecutive groups of frames and then :meth:`normalize` gives
+        :meth:`forward` of the whole spectrogram (to float rounding) without holding all the
+        time-domain frames at once.
+
+        Args:
+            frames: complex ``(..., nb_frames, nb_bins)`` (frames first, bins contiguous).
+            out: accumulator ``(..., padded_length(total frames))`` with the same leading
+                dimensions, e.g. from :meth:`padded_length`; modified in place.
+            first_frame: index of ``frames``' first frame in the whole spectrogram.
+        """
+        if not out.is_contiguous() or out.shape[:-1] != frames.shape[:-2]:
+            raise ValueError(
+                f"out must be a contiguous accumulator (..., T) for frames {tuple(frames.shape)}, "
+                f"got {tuple(out.shape)}"
+            )
+        count = frames.shape[-2]
+        time = torch.fft.irfft(frames, n=self.n_fft, dim=-1) * self.window.to(out.dtype)
+        acc = out.view(-1, out.shape[-1])
+        _overlap_add(time.reshape(-1, count, self.n_fft), acc, first_frame * self.n_hop, self.n_hop)
+
+    def normalize(self, out: Tensor, nb_frames: int, length: int) -> Tensor:
+        """Finish an overlap-add: divide by the summed squared window, undo the centring.
+
+        Args:
+            out: accumulator ``(..., padded_length(nb_frames))`` filled by :meth:`overlap_add`.
+            nb_frames: frames that were added in total.
+            length: output samples (the input length of the STFT).
+
+        Returns:
+            audio ``(..., length)``.
+        """
+        envelope = out.new_zeros(1, out.shape[-1])
+        squared = (self.window.to(out.dtype) ** 2).expand(nb_frames, self.n_fft)
+        _overlap_add(squared[None], envelope, 0, self.n_hop)
+        start = self.n_fft // 2 if self.center else 0
+        stop = min(start + length, out.shape[-1])
+        audio = out[..., start:stop] / envelope[0, start:stop]
+        if audio.shape[-1] < length:
+            audio = nn.functional.pad(audio, (0, length - audio.shape[-1]))
+        return audio
+
+
+def _overlap_add(frames: Tensor, out: Tensor, offset: int, n_hop: int) -> None:
+    """``out[b, offset + n·n_hop + t] += frames[b, n, t]`` for ``frames (B, N, L)``, in place."""
+    batch, count, size = frames.shape
+    if size % n_hop == 0:
+        # split each frame into hop-long pieces: piece k of frame n lands at block n + k
+        pieces = frames.reshape(batch, count, size // n_hop, n_hop)
+        for k in range(size // n_hop):
+            start = offset + k * n_hop
+            out[:, start : start + count * n_hop] += pieces[:, :, k].reshape(batch, -1)
+        return
+    span = (count - 1) * n_hop + size
+    folded = nn.functional.fold(
+        frames.transpose(1, 2), output_size=(1, span), kernel_size=(1, size), stride=(1, n_hop)
+    )
+    out[:, offset : offset + span] += folded.reshape(batch, span)
+
 
 def magnitude(spec: Tensor, mono: bool = False) -> Tensor:
     """Magnitude (power 1) of a complex spectrogram.
