@@ -17,7 +17,7 @@ from . import __version__
 from .errors import UnmixError
 
 #: command modules under unmix.commands, in --help order
-COMMANDS = ("separate", "models", "train", "convert")
+COMMANDS = ("separate", "models", "train", "convert", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

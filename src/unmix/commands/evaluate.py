@@ -1,0 +1,206 @@
+"""``unmix evaluate``: BSSEval v4 scores (equal to museval 0.4.1) of a folder of estimates,
+or of a model's separations, with museval's per-track JSON, tables and box plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import evaluate as ev
+from ..errors import UnmixError
+from ..fileio import atomic_write_text
+from ..registry import DEFAULT_MODEL
+from ..tracks import Track, find_tracks
+
+EPILOG = f"""\
+inputs:
+  ROOT      MUSDB18 (ROOT/test/*.stem.mp4), MUSDB18-HQ (ROOT/test/<track>/vocals.wav ...)
+            or plain folders (ROOT/<track>/<source>.<ext>); download MUSDB18 from
+            https://zenodo.org/records/1117372 (MUSDB18-HQ: record 3338373) and unzip it
+  ESTIMATES ESTIMATES/<track>/<target>.wav, as 'unmix separate --out-dir ESTIMATES' writes
+            (museval's ESTIMATES/<subset>/<track>/ works too)
+
+outputs (in --out-dir):
+  <subset>/<track>.json  museval's per-track JSON (museval.MethodStore.add_eval_dir reads it)
+  scores.csv, scores.md  {ev.TABLE_METRICS}: median over frames, median over tracks;
+                         a 'mean' row; uSDR = global SDR, mean over tracks
+  tracks.csv             per-track scores (median over frames) and uSDR
+  boxplot_<target>.png   distribution over tracks (needs matplotlib: unmix[plot])
+
+examples:
+  unmix evaluate --model {DEFAULT_MODEL} --root ../shared/data/musdb18-preview --metrics sdr
+  unmix separate musdb18/test --out-dir est && unmix evaluate est --root musdb18
+  unmix evaluate --model umx --root musdb18 --subset test --wiener-win-len 0   (paper setup)
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score separations with BSSEval v4 (museval's numbers, much faster)",
+        description="Score estimates against a dataset's references with BSSEval v4 (SDR, SIR, "
+        "ISR, SAR per 1-s window, equal to museval 0.4.1), or separate with --model and score "
+        "in one go.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "estimates", nargs="?", type=Path, metavar="ESTIMATES", help="folder of estimates"
+    )
+    d = p.add_argument_group("dataset")
+    d.add_argument("--root", type=Path, required=True, help="dataset folder (see below)")
+    d.add_argument(
+        "--subset",
+        choices=["train", "test"],
+        default=None,
+        help="default: test if ROOT/test exists, else train",
+    )
+    d.add_argument(
+        "--split", choices=["train", "valid"], default=None, help="part of the train subset"
+    )
+    d.add_argument("--tracks", nargs="+", metavar="NAME", help="only these tracks")
+    d.add_argument("--targets", nargs="+", metavar="NAME", help="score only these targets")
+    s = p.add_argument_group("scoring")
+    s.add_argument(
+        "--metrics",
+        choices=ev.MODES,
+        default="bsseval",
+        help="bsseval: SDR, SIR, ISR, SAR (default); sdr: SDR only, milliseconds per track",
+    )
+    s.add_argument("--window", type=float, default=1.0, metavar="SEC", help="default: 1")
+    s.add_argument("--hop", type=float, default=1.0, metavar="SEC", help="default: 1")
+    s.add_argument(
+        "--regularization",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="opt-in better-conditioned ISR/SIR/SAR (e.g. 3e-5); default 0 = museval",
+    )
+    s.add_argument("--frames-agg", choices=ev.AGGREGATIONS, default="median")
+    s.add_argument("--tracks-agg", choices=ev.AGGREGATIONS, default="median")
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--out-dir", type=Path, default=Path("eval"), metavar="DIR", help="default: ./eval"
+    )
+    o.add_argument("--no-plot", action="store_true", help="skip the box plots")
+    m = p.add_argument_group("separation (with --model)")
+    m.add_argument("--model", default=None, help="registry name or model folder")
+    m.add_argument("--save-estimates", type=Path, metavar="DIR", help="also write the stems")
+    m.add_argument("--residual", action="store_true", help="also output 'residual'")
+    m.add_argument("--niter", type=int, default=1, help="Wiener EM iterations (default: 1)")
+    m.add_argument("--softmask", action="store_true", help="start Wiener from ratio masks")
+    m.add_argument(
+        "--wiener-win-len",
+        type=int,
+        default=300,
+        metavar="N",
+        help="frames per Wiener window, 0: whole segment (default: 300)",
+    )
+    m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.set_defaults(run=run)
+
+
+def _subset(root: Path, subset: str | None) -> str | None:
+    if subset is not None:
+        return subset
+    for name in ("test", "train"):
+        if (root / name).is_dir():
+            return name
+    return None
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if (args.estimates is None) == (args.model is None):
+        raise UnmixError("give either a folder of estimates or --model NAME|DIR (not both)")
+    if args.window <= 0 or args.hop <= 0:
+        raise UnmixError(f"--window and --hop must be positive, got {args.window}, {args.hop}")
+    if args.regularization < 0:
+        raise UnmixError(f"--regularization must be >= 0, got {args.regularization}")
+    if args.estimates is not None and not args.estimates.is_dir():
+        raise UnmixError(f"estimates folder {args.estimates} does not exist")
+    if not args.no_plot:
+        ev.require_matplotlib()
+
+
+def _source(
+    args: argparse.Namespace, tracks: list[Track]
+) -> tuple[ev.EstimateSource, str, list[Track]]:
+    """Where estimates come from, a line describing it, and the tracks to score."""
+    if args.estimates is not None:
+        have = [t for t in tracks if ev.estimates_folder(t, args.estimates) is not None]
+        if not have:
+            raise UnmixError(
+                f"no estimates found in {args.estimates} for the {len(tracks)} track(s) under "
+                f"{args.root}: expected {args.estimates}/<track name>/<target>.wav"
+            )
+        if len(have) < len(tracks):
+            print(
+                f"unmix: {len(tracks) - len(have)} of {len(tracks)} tracks have no estimates "
+                "and are skipped",
+                file=sys.stderr,
+            )
+        return ev.folder_estimates(args.estimates), f"Estimates: {args.estimates}", have
+    from ..loading import load_separator
+
+    separator = load_separator(
+        args.model,
+        targets=args.targets,
+        niter=args.niter,
+        softmask=args.softmask,
+        residual=args.residual,
+        wiener_win_len=args.wiener_win_len or None,
+        device=args.device,
+    )
+    device = next(iter(separator.parameters())).device
+    line = (
+        f"Separation: model {args.model}, targets {', '.join(separator.output_names)}, niter "
+        f"{args.niter}, wiener_win_len {args.wiener_win_len or 'whole segment'}, softmask "
+        f"{'on' if args.softmask else 'off'}, residual {'on' if args.residual else 'off'}, "
+        f"device {device.type}"
+    )
+    return ev.model_estimates(separator, args.save_estimates), line, tracks
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    subset = _subset(args.root, args.subset)
+    tracks = find_tracks(args.root, subset, args.split, args.tracks)
+    source, origin, tracks = _source(args, tracks)
+    settings = ev.EvalSettings(
+        args.metrics,
+        args.window,
+        args.hop,
+        args.regularization,
+        tuple(args.targets) if args.targets else None,
+    )
+    scores, failed = ev.evaluate_tracks(tracks, source, args.out_dir, settings, report=print)
+    if not scores:
+        raise UnmixError(f"no track could be scored ({len(failed)} failed; see above)")
+    metrics = ev.TABLE_METRICS if args.metrics == "bsseval" else ("SDR",)
+    summary = ev.aggregate(scores, args.frames_agg, args.tracks_agg, metrics)
+    header = [
+        *ev.describe_scoring(settings, args.frames_agg, args.tracks_agg),
+        f"Dataset: {ev.describe_dataset(tracks, args.root)}; scored {len(scores)}",
+        origin,
+    ]
+    print()
+    print("\n".join(header))
+    print(ev.summary_text(summary))
+    atomic_write_text(args.out_dir / "scores.csv", ev.summary_csv(summary))
+    atomic_write_text(args.out_dir / "scores.md", ev.summary_markdown(summary, header))
+    atomic_write_text(args.out_dir / "tracks.csv", ev.track_csv(scores, args.frames_agg))
+    title = str(args.model or args.estimates.name)
+    written = (
+        [] if args.no_plot else ev.boxplots(scores, args.out_dir, args.frames_agg, metrics, title)
+    )
+    print(
+        f"\nwrote {args.out_dir}/: {len(scores)} JSON, scores.csv, scores.md, tracks.csv"
+        + (f", {len(written)} box plots" if written else "")
+    )
+    if failed:
+        print(f"unmix: error: {len(failed)} track(s) failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
