@@ -58,6 +58,25 @@ def openunmix() -> types.ModuleType:
         pytest.skip(f"openunmix oracle not installed ({exc})")
 
 
+@pytest.fixture(scope="session")
+def museval() -> types.ModuleType:
+    """Import museval 0.4.1 (test-only oracle for unmix.metrics / unmix.evaluate).
+
+    museval imports musdb, whose stempeg raises at import time when the ffmpeg programs are
+    missing; museval's metrics and JSON stores do not need them, so musdb is then stubbed.
+    """
+    try:
+        importlib.import_module("musdb")
+    except RuntimeError:  # stempeg: "ffmpeg or ffprobe could not be found"
+        sys.modules["musdb"] = types.ModuleType("musdb")
+    except ImportError as exc:  # pragma: no cover - CI installs it
+        pytest.skip(f"museval oracle not installed ({exc})")
+    try:
+        return importlib.import_module("museval")
+    except ImportError as exc:  # pragma: no cover - CI installs it
+        pytest.skip(f"museval oracle not installed ({exc})")
+
+
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
