@@ -493,7 +493,7 @@ def boxplots(
         fig = Figure(figsize=(7, 1.2 + 0.6 * len(metrics)))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.boxplot(data, vert=False, showfliers=False, widths=0.6)
+        ax.boxplot(data, showfliers=False, widths=0.6, **_horizontal())
         for k, values in enumerate(data, start=1):
             ax.scatter(values, k + rng.uniform(-0.15, 0.15, values.size), s=8, alpha=0.6)
         ax.set_yticks(range(1, len(metrics) + 1), list(metrics))
@@ -507,6 +507,14 @@ def boxplots(
             fig.savefig(tmp, dpi=120)
         written.append(path)
     return written
+
+
+def _horizontal() -> dict[str, Any]:
+    """``boxplot`` keywords for horizontal boxes (``vert`` is deprecated from matplotlib 3.10)."""
+    import matplotlib
+
+    major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
 
 
 def estimates_folder(track: Track, estimates_dir: Path) -> Path | None:

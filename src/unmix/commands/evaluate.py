@@ -176,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     )
     scores, failed = ev.evaluate_tracks(tracks, source, args.out_dir, settings, report=print)
     if not scores:
-        raise UnmixError(f"no track could be scored ({len(failed)} failed; see above)")
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise UnmixError(f"no track could be scored: {failed[0]}{more}")
     metrics = ev.TABLE_METRICS if args.metrics == "bsseval" else ("SDR",)
     summary = ev.aggregate(scores, args.frames_agg, args.tracks_agg, metrics)
     header = [
