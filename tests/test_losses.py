@@ -26,7 +26,7 @@ from unmix.xumx import XUMX
 TINY = ModelConfig(n_fft=256, n_hop=64, hidden_size=16, nb_layers=1, max_bin=64, arch="xumx")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """Tiny tensors: one thread is faster, and two threads on a busy machine are ~15x slower."""
     threads = torch.get_num_threads()

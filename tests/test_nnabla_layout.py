@@ -6,11 +6,12 @@ PyTorch weights."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from unmix.config import CONFIGS
@@ -20,6 +21,15 @@ from .helpers import randomize
 
 #: X-UMX branch order of the NNabla file
 XUMX_ORDER = ("bass", "drums", "vocals", "other")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One thread: two threads on a busy machine are much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -104,9 +114,24 @@ def write_h5(path: Path, arrays: list[tuple[str, np.ndarray]]) -> Path:
 
 
 def random_state(config, seed: int) -> dict[str, torch.Tensor]:
-    """A randomised OpenUnmix state dict with non-zero recurrent biases."""
+    """A randomised OpenUnmix state dict in which every layer matters.
+
+    Weights are scaled by ``1/sqrt(fan_in)`` so that signals keep their size through the
+    network (with the small weights of ``helpers.randomize`` the LSTM changes the output by
+    less than 1e-6, and a wrong LSTM mapping would go unnoticed); recurrent biases are
+    non-zero; BN statistics and output scaling vary.
+    """
     net = OpenUnmix.from_config(config)
     randomize(net, seed)
+    gen = torch.Generator().manual_seed(1000 + seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if p.ndim == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 1.5 / p.shape[1] ** 0.5)
+            elif name.startswith("lstm.bias") or name.endswith(".bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+            elif name.startswith("bn") or name == "output_scale":
+                p.copy_(0.5 + torch.rand(p.shape, generator=gen))
     return net.state_dict()
 
 
