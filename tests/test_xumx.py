@@ -22,7 +22,6 @@ from unmix.loading import load_folder, load_models, load_separator, save_model
 from unmix.separator import Separator
 from unmix.xumx import XUMX
 
-from .helpers import randomize
 from .test_nnabla_layout import XUMX_ORDER, random_state, umx_arrays, write_h5, xumx_arrays
 
 TARGETS = ("vocals", "drums", "bass", "other")
@@ -41,7 +40,7 @@ def one_thread() -> Iterator[None]:
 def random_xumx(config: ModelConfig, seed: int = 0) -> XUMX:
     model = XUMX.from_config(config)
     for k, target in enumerate(config.targets):
-        randomize(model.branch(target), seed + k)
+        model.branch(target).load_state_dict(random_state(config, seed + k))
     return model.eval()
 
 
