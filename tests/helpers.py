@@ -10,21 +10,29 @@ from unmix.config import ModelConfig
 
 
 def randomize(module: torch.nn.Module, seed: int) -> None:
-    """Give every parameter and BatchNorm statistic random, non-trivial values."""
+    """Give every parameter and BatchNorm statistic random, non-trivial values.
+
+    Weights are scaled by 1/sqrt(fan-in) and BatchNorm gains are near one, so every layer,
+    the LSTM included, changes the output (``test_lstm_matters`` checks this). The output
+    affine gives masks of about 0.25 ± 0.1 per target, so the four estimates roughly add up
+    to the mixture as with trained weights (wildly over-estimating random masks make the
+    float32 EM of the reference ill-conditioned).
+    """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if name in ("input_mean",):
+            if name == "input_mean":
                 p.copy_(-torch.rand(p.shape, generator=gen) * 0.5)
-            elif name in ("input_scale",):
-                p.copy_(0.5 + torch.rand(p.shape, generator=gen) * 2)
+            elif name == "input_scale":
+                p.copy_(0.5 + torch.rand(p.shape, generator=gen))
             elif name == "output_scale":
-                # masks of about 0.25 ± 0.1 per target: the four estimates roughly add up to
-                # the mixture, as with trained weights (wildly over-estimating random masks
-                # make the float32 EM of the reference ill-conditioned)
                 p.copy_(0.05 + 0.1 * torch.rand(p.shape, generator=gen))
             elif name == "output_mean":
                 p.copy_(0.1 + 0.3 * torch.rand(p.shape, generator=gen))
+            elif name.startswith("bn") and name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif p.ndim == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5)
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
         for name, b in module.named_buffers():

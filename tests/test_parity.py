@@ -138,3 +138,16 @@ def test_exact_zero_bins_stay_silent(umxhq_folder, clip):
     stem_stft = sep.stft(stems)  # (1, J, C, F, N)
     leak = stem_stft.abs()[:, :, zero[0]].max().item()
     assert leak < 1e-3
+
+
+def test_lstm_matters(umxhq_folder, mix_44k):
+    """Guard against random weights too small to test the recurrent part: changing one LSTM
+    gate bias must change the stems well above the parity tolerance."""
+    folder, _ = umxhq_folder
+    sep = load_separator(folder, device="cpu", niter=1)
+    x = torch.from_numpy(mix_44k[:, :88200])[None]
+    with torch.no_grad():
+        before = sep(x)
+        sep.target_models["vocals"].lstm.bias_hh_l1.add_(0.5)
+        after = sep(x)
+    assert (after - before).abs().max() > 1e-2
