@@ -22,6 +22,15 @@ from .test_parity import _reference_separator, _write_official_layout, with_dith
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: two OpenMP threads stall on busy shared CI cores (tiny LSTM steps)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _separator(config, seed: int = 0, **kwargs) -> Separator:
     models = {}
     for k, target in enumerate(config.targets):

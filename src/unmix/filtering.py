@@ -26,6 +26,35 @@ from torch import Tensor
 EPS = 1e-10
 
 
+def _amplitudes(
+    spectrograms: Tensor, mix: Tensor, softmask: bool, residual: bool, eps: float
+) -> tuple[Tensor, Tensor]:
+    """Initial estimates as real amplitudes times a complex carrier: ``y_j = a_j · u``.
+
+    Without ``softmask`` the carrier is the mixture phase and ``a_j = V_j``; with it, the
+    carrier is the mixture and ``a_j = V_j / (eps + Σ V)``. The residual has the same form
+    (``|x| − Σ V`` or ``1 − Σ a``), so the EM statistics follow without complex products.
+
+    Returns:
+        ``a (nb_sources [+ 1], nb_channels or 1, nb_frames, nb_bins)`` real and
+        ``u (nb_channels, nb_frames, nb_bins)`` complex.
+    """
+    V = spectrograms.to(mix.real.dtype)
+    if softmask:
+        a = V / (eps + V.sum(dim=0, keepdim=True))
+        carrier = mix
+        rest = 1.0 - a.sum(dim=0, keepdim=True)
+    else:
+        mag = mix.abs()
+        # unit phasor of the mixture; angle 0 where the mixture bin is exactly zero
+        carrier = torch.where(mag > 0, mix / mag.clamp_min(torch.finfo(mag.dtype).tiny), 1.0)
+        a = V
+        rest = mag - a.sum(dim=0, keepdim=True)
+    if residual:
+        a = torch.cat([a.expand(-1, mix.shape[0], -1, -1), rest.expand(1, mix.shape[0], -1, -1)])
+    return a, carrier
+
+
 def initial_sources(
     spectrograms: Tensor,
     mix: Tensor,
@@ -44,46 +73,75 @@ def initial_sources(
     Returns:
         complex ``(nb_sources [+ 1], nb_channels, nb_frames, nb_bins)``.
     """
-    V = spectrograms.to(mix.real.dtype)
-    if softmask:
-        y = mix * (V / (eps + V.sum(dim=0, keepdim=True)))
-    else:
-        mag = mix.abs()
-        # unit phasor of the mixture; angle 0 where the mixture bin is exactly zero
-        phase = torch.where(mag > 0, mix / mag.clamp_min(torch.finfo(mag.dtype).tiny), 1.0)
-        y = V * phase
-    if residual:
-        y = torch.cat([y, (mix - y.sum(dim=0))[None]], dim=0)
-    return y
+    a, carrier = _amplitudes(spectrograms, mix, softmask, residual, eps)
+    return a * carrier
 
 
-def _em_step_stereo(y: Tensor, mix: Tensor, eps: float) -> Tensor:
-    """One EM iteration for two channels, in closed form.
-
-    Args:
-        y: complex ``(nb_sources, 2, nb_frames, nb_bins)``.
-        mix: complex ``(2, nb_frames, nb_bins)``.
-    """
-    y0, y1 = y[:, 0], y[:, 1]  # (J, N, F)
+def _stereo_statistics(y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``|y_0|², |y_1|²`` ``(J, N, F)`` and ``Σ_n y_0 y_1*`` ``(J, F)`` of ``y (J, 2, N, F)``."""
+    y0, y1 = y[:, 0], y[:, 1]
     p0 = y0.real.square() + y0.imag.square()
     p1 = y1.real.square() + y1.imag.square()
-    v = 0.5 * (p0 + p1)  # power spectral densities (J, N, F)
-    # spatial covariances R_j(f) = Σ_n y yᴴ / (eps + Σ_n v): Hermitian, so 3 entries
-    scale = 1.0 / (eps + v.sum(dim=1))  # (J, F)
-    r00 = p0.sum(dim=1) * scale
-    r11 = p1.sum(dim=1) * scale
-    r01 = (y0 * y1.conj()).sum(dim=1) * scale  # complex (J, F)
+    return p0, p1, (y0 * y1.conj()).sum(dim=1)
+
+
+def _stereo_statistics_from_amplitudes(
+    a: Tensor, carrier: Tensor, unit: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_stereo_statistics` of ``a · carrier`` without forming the product."""
+    a0, a1 = a[:, 0], a[:, -1]  # a one-channel model's amplitudes serve both channels
+    p0, p1 = a0.square(), a1.square()
+    if not unit:
+        p0 = p0 * (carrier[0].real.square() + carrier[0].imag.square())
+        p1 = p1 * (carrier[1].real.square() + carrier[1].imag.square())
+    cross = carrier[0] * carrier[1].conj()  # (N, F)
+    prod = a0 * a1
+    c01 = torch.complex((prod * cross.real).sum(dim=1), (prod * cross.imag).sum(dim=1))
+    return p0, p1, c01
+
+
+def _em_step_stereo(
+    p0: Tensor, p1: Tensor, c01: Tensor, mix: Tensor, scale: Tensor | float, eps: float
+) -> Tensor:
+    """One EM iteration for two channels, in closed form (2×2 Hermitian covariances).
+
+    Args:
+        p0, p1: channel powers ``|y_c|²`` of the current estimates ``(J, N, F)``.
+        c01: ``Σ_n y_0 y_1*`` ``(J, F)``.
+        mix: complex ``(2, N, F)``.
+        scale: estimates and mixture are divided by it during the step (as the reference
+            does); the result is in the original units.
+
+    Returns:
+        complex estimates ``(J, 2, N, F)``.
+    """
+    inv_s2 = 1.0 / (scale * scale)
+    v = (0.5 * inv_s2) * (p0 + p1)  # power spectral densities (J, N, F)
+    # spatial covariances R_j(f) = Σ_n y yᴴ / (eps + Σ_n v); Hermitian, so three entries
+    norm = inv_s2 / (eps + v.sum(dim=1))  # (J, F)
+    r00 = (p0.sum(dim=1) * norm)[:, None]
+    r11 = (p1.sum(dim=1) * norm)[:, None]
+    r01 = (c01 * norm)[:, None]
     # mixture covariance Σ_x(n, f) = √eps·I + Σ_j v_j R_j
-    s00 = eps**0.5 + torch.einsum("jnf,jf->nf", v, r00)
-    s11 = eps**0.5 + torch.einsum("jnf,jf->nf", v, r11)
-    s01 = torch.einsum("jnf,jf->nf", v.to(r01.dtype), r01)
-    inv_det = 1.0 / (s00 * s11 - (s01.real.square() + s01.imag.square()))
+    s00 = eps**0.5 + (v * r00).sum(dim=0)
+    s11 = eps**0.5 + (v * r11).sum(dim=0)
+    s01 = torch.complex((v * r01.real).sum(dim=0), (v * r01.imag).sum(dim=0))
+    # Σ_x⁻¹ (x / scale)
+    inv_det = (1.0 / scale) / (s00 * s11 - (s01.real.square() + s01.imag.square()))
     x0, x1 = mix[0], mix[1]
-    z0 = (s11 * x0 - s01 * x1) * inv_det  # Σ_x⁻¹ x, (N, F)
+    z0 = (s11 * x0 - s01 * x1) * inv_det
     z1 = (s00 * x1 - s01.conj() * x0) * inv_det
-    out0 = v * (r00[:, None] * z0 + r01[:, None] * z1)
-    out1 = v * (r01.conj()[:, None] * z0 + r11[:, None] * z1)
-    return torch.stack([out0, out1], dim=1)
+    v = v * scale
+    out = torch.empty((v.shape[0], 2, *v.shape[1:]), dtype=mix.dtype, device=mix.device)
+    # y_c = v · (R_c0 z0 + R_c1 z1), built in place in the output (no temporaries)
+    for c, (diag, z_diag, cross, z_cross) in enumerate(
+        [(r00, z0, r01, z1), (r11, z1, r01.conj(), z0)]
+    ):
+        y = out[:, c]
+        torch.mul(cross, z_cross, out=y)
+        y.addcmul_(diag, z_diag)
+        y.mul_(v)
+    return out
 
 
 def _em_step_general(y: Tensor, mix: Tensor, eps: float) -> Tensor:
@@ -109,9 +167,11 @@ def em_sources(y: Tensor, mix: Tensor, niter: int, eps: float = EPS) -> Tensor:
     Returns:
         complex estimates, same shape as ``y``.
     """
-    step = _em_step_stereo if mix.shape[0] == 2 else _em_step_general
     for _ in range(niter):
-        y = step(y, mix, eps)
+        if mix.shape[0] == 2:
+            y = _em_step_stereo(*_stereo_statistics(y), mix, 1.0, eps)
+        else:
+            y = _em_step_general(y, mix, eps)
     return y
 
 
@@ -137,11 +197,19 @@ def wiener_sources(
     Returns:
         complex ``(nb_sources [+ 1], nb_channels, nb_frames, nb_bins)``.
     """
-    y = initial_sources(spectrograms, mix, softmask=softmask, residual=residual, eps=eps)
+    a, carrier = _amplitudes(spectrograms, mix, softmask, residual, eps)
     if niter == 0:
-        return y
+        return a * carrier
     scale = torch.clamp(mix.abs().max() / scale_factor, min=1.0)
-    return em_sources(y / scale, mix / scale, niter, eps=eps) * scale
+    if mix.shape[0] != 2:
+        return em_sources(a * carrier / scale, mix / scale, niter, eps=eps) * scale
+    # stereo: the first iteration needs only second-order statistics of a · carrier
+    stats = _stereo_statistics_from_amplitudes(a, carrier, unit=not softmask)
+    for k in range(niter):
+        y = _em_step_stereo(*stats, mix, scale, eps)
+        if k + 1 < niter:
+            stats = _stereo_statistics(y)
+    return y
 
 
 def _to_sources_first(x: Tensor) -> Tensor:
