@@ -183,6 +183,25 @@ register(
     )
 )
 
+# Trained by this project (`unmix train`) on the MUSDB18 7-s previews; shipped in the
+# package (src/unmix/zoo/umx-preview, see its MODEL_CARD.md): a small demo model.
+register(
+    ModelBundle(
+        name="umx-preview",
+        config=CONFIGS["umx"].with_(hidden_size=128),
+        files=(),
+        licence=(
+            "weights MIT; trained on the MUSDB18 previews (non-commercial research/education "
+            "terms of MUSDB18)"
+        ),
+        description="small UMX (hidden 128) trained on the 80 MUSDB18 7-s training previews; "
+        "a demo, far below umxhq",
+        notice="umx-preview is trained on MUSDB18 previews: non-commercial research/education use",
+        fmt="safetensors",
+        packaged="zoo/umx-preview",
+    )
+)
+
 DEFAULT_MODEL = "umxhq"
 
 
