@@ -192,71 +192,77 @@ def _fast_length(n: int) -> int:
 
 
 def filter_spectra(filters: DistortionFilters, fft_size: int) -> np.ndarray:
-    """Frequency responses mapping reference-channel spectra to the four signal parts.
+    """Frequency responses of the projections, from reference channels to estimate channels.
 
-    Output rows (each ``nb_sources * nb_channels`` long, ordered ``(estimate, c_out)``):
-    ``P_j`` (own projection), ``P`` (projection on all references), ``P_j - s`` (spatial
-    error) and ``P - P_j`` (interference). Columns: reference channels ``(j, c_in)``.
+    Rows ``(estimate, c_out)``: first the own-reference projections ``P_j`` (block
+    diagonal), then the projections ``P`` on all references. Columns: reference channels
+    ``(j, c_in)``.
 
     Returns:
-        ``(fft_size // 2 + 1, 4 nb_sources nb_channels, nb_sources nb_channels)`` complex.
+        ``(fft_size // 2 + 1, 2 nb_sources nb_channels, nb_sources nb_channels)`` complex.
     """
     nb_src, nb_ch, taps = filters.nb_sources, filters.nb_channels, filters.length
     rows = nb_src * nb_ch
     all_f = np.fft.rfft(filters.all_refs.reshape(rows, taps, rows), n=fft_size, axis=1)
-    h_all = all_f.transpose(1, 2, 0)  # (F, out, in)
     own_f = np.fft.rfft(filters.own_ref.reshape(nb_src, nb_ch, taps, nb_ch), n=fft_size, axis=2)
-    h_own = np.zeros_like(h_all)
+    out = np.zeros((all_f.shape[1], 2 * rows, rows), dtype=all_f.dtype)
     for j in range(nb_src):
         sl = slice(j * nb_ch, (j + 1) * nb_ch)
-        h_own[:, sl, sl] = own_f[j].transpose(1, 2, 0)
-    identity = np.eye(rows)[None]
-    return np.concatenate([h_own, h_all, h_own - identity, h_all - h_own], axis=1)
+        out[:, sl, sl] = own_f[j].transpose(1, 2, 0)
+    out[:, rows:] = all_f.transpose(1, 2, 0)
+    return out
 
 
-def _parseval_weights(fft_size: int) -> np.ndarray:
-    """Weights turning ``|rfft|^2`` sums into time-domain energies."""
-    weights = np.full(fft_size // 2 + 1, 2.0 / fft_size)
-    weights[0] = 1.0 / fft_size
-    if fft_size % 2 == 0:
-        weights[-1] = 1.0 / fft_size
-    return weights
+@dataclass(frozen=True)
+class _Projector:
+    """Filter responses at one FFT size, and the weights turning ``|rfft|^2`` sums into
+    time-domain energies (Parseval)."""
+
+    spectra: np.ndarray
+    fft_size: int
+
+    @property
+    def weights(self) -> np.ndarray:
+        weights = np.full(self.fft_size // 2 + 1, 2.0 / self.fft_size)
+        weights[0] = 1.0 / self.fft_size
+        if self.fft_size % 2 == 0:
+            weights[-1] = 1.0 / self.fft_size
+        return weights
 
 
 def _projection_energies(
-    spectra: np.ndarray,
-    weights: np.ndarray,
-    references: np.ndarray,
-    estimates: np.ndarray,
-    nb_channels: int,
+    projector: _Projector, references: np.ndarray, estimates: np.ndarray, nb_channels: int
 ) -> np.ndarray:
     """Energies of ``P_j, P, P_j - s, P - P_j, s_hat - P`` per window and source.
 
     Args:
-        spectra: from :func:`filter_spectra`, ``(F, 4 R, R)`` with ``R`` channel rows.
-        weights: Parseval weights ``(F,)`` of the FFT size.
+        projector: filter responses (from :func:`filter_spectra`) at a size of at least
+            ``window + L - 1`` (no circular wrap).
         references, estimates: windows from :func:`~.sdr.stack_windows`,
-            ``(nb_windows, window, R)``.
+            ``(nb_windows, window, R)`` with ``R`` channel rows.
         nb_channels: channels per source.
 
     Returns:
         ``(5, nb_sources, nb_windows)``.
     """
-    fft_size = 2 * (len(weights) - 1) + (0 if weights[-1] * 2 == weights[1] else 1)
-    ref_spec = np.fft.rfft(references, n=fft_size, axis=1)
-    est_spec = np.fft.rfft(estimates, n=fft_size, axis=1)
-    # per frequency: (4 R, R) filter responses times (R, nb_windows) reference spectra
-    parts = np.matmul(spectra, ref_spec.transpose(1, 2, 0))
-    rows = spectra.shape[2]
-    artif = est_spec.transpose(1, 2, 0) - parts[:, rows : 2 * rows]
-    energy = np.concatenate([_weighted_power(weights, parts), _weighted_power(weights, artif)])
-    energy = energy.reshape(5, rows // nb_channels, nb_channels, references.shape[0])
-    return np.asarray(energy.sum(axis=2))
+    n, weights = projector.fft_size, projector.weights
+    refs = np.fft.rfft(references, n=n, axis=1).transpose(1, 2, 0)  # (F, R, nb_windows)
+    ests = np.fft.rfft(estimates, n=n, axis=1).transpose(1, 2, 0)
+    rows = refs.shape[1]
+    # per frequency: (2 R, R) filter responses times (R, nb_windows) reference spectra
+    proj = np.matmul(projector.spectra, refs)
+    own, full = proj[:, :rows], proj[:, rows:]
+    buffer = np.empty(refs.shape, dtype=refs.dtype)
+    energy = [_weighted_power(weights, proj)]  # P_j, then P
+    for a, b in ((own, refs), (full, own), (ests, full)):  # spatial, interference, artifacts
+        energy.append(_weighted_power(weights, np.subtract(a, b, out=buffer)))
+    total = np.concatenate(energy).reshape(5, rows // nb_channels, nb_channels, -1)
+    return np.asarray(total.sum(axis=2))
 
 
 def _weighted_power(weights: np.ndarray, spec: np.ndarray) -> np.ndarray:
-    """``sum_f weights[f] |spec[f, ...]|^2`` without a temporary of ``spec``'s size."""
-    flat = np.ascontiguousarray(spec).view(np.float64).reshape(spec.shape[0], -1)
+    """``sum_f weights[f] |spec[f, ...]|^2`` (C-contiguous ``spec``), without temporaries."""
+    flat = spec.view(np.float64).reshape(spec.shape[0], -1)
     return np.asarray(np.einsum("f,fk,fk->k", weights, flat, flat).reshape(-1, 2).sum(axis=1))
 
 
@@ -279,16 +285,14 @@ def framewise_scores(
     """
     nb_src, nb_samples, nb_ch = references.shape
     bounds = window_bounds(nb_samples, window, hop)
-    length = bounds[0][1] - bounds[0][0]
-    fft_size = _fast_length(length + filters.length - 1)
-    spectra = filter_spectra(filters, fft_size)
-    weights = _parseval_weights(fft_size)
+    fft_size = _fast_length(bounds[0][1] - bounds[0][0] + filters.length - 1)
+    projector = _Projector(filter_spectra(filters, fft_size), fft_size)
     out = np.full((4, nb_src, len(bounds)), np.nan)
     for first, chunk in window_chunks(bounds, WINDOWS_PER_CHUNK):
         refs = stack_windows(references, chunk)
         ests = stack_windows(estimates, chunk)
         true, err, silent = window_sums(refs, ests, nb_ch)
-        own, proj, spat, interf, artif = _projection_energies(spectra, weights, refs, ests, nb_ch)
+        own, proj, spat, interf, artif = _projection_energies(projector, refs, ests, nb_ch)
         scores = np.stack(
             [
                 safe_db(true.T, err.T),
