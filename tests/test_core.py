@@ -168,3 +168,17 @@ def test_separate_api_keeps_rate_and_length(tmp_path):
         unmix.separate(np.zeros((6, 1000), np.float32), 44100, model=sep)
     with pytest.raises(unmix.AudioError, match="sample_rate is required"):
         unmix.separate(audio, model=sep)
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from unmix.fileio import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
