@@ -225,18 +225,28 @@ def separate_file(
         raise AudioError(TOO_MANY_CHANNELS.format(what=str(path), n=meta.nb_channels))
     blocks = audio_io.iter_blocks(path, 0, start, duration)
     energy = np.zeros(2)
-    with audio_io.StemWriter(
-        Path(destination), separator.output_names, fmt, meta.sample_rate, meta.nb_channels, bits
-    ) as writer:
-        samples = 0
+    samples = 0
+    writer: audio_io.StemWriter | None = None
+    try:
         for mix, stems in iter_separate(separator, blocks, meta.sample_rate, plan, str(path)):
+            if writer is None:  # opened on the first result: nothing is created for bad input
+                writer = audio_io.StemWriter(
+                    Path(destination), separator.output_names, fmt, meta.sample_rate,
+                    mix.shape[0], bits,
+                )  # fmt: skip
             writer.write(mix, stems)
             samples += mix.shape[-1]
             if separator.residual:
                 energy += (np.square(stems[-1]).sum(), np.square(mix).sum())
             if progress is not None:
                 progress(mix.shape[-1] / meta.sample_rate)
+        if writer is None:
+            raise AudioError(f"{path} holds no audio samples")
         warnings = writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     residual_db = None
     if separator.residual:
         residual_db = 10 * math.log10(max(energy[0], 1e-30) / max(energy[1], 1e-30))
@@ -244,7 +254,7 @@ def separate_file(
         outputs=list(writer.targets.values()),
         seconds=samples / meta.sample_rate,
         sample_rate=meta.sample_rate,
-        nb_channels=meta.nb_channels,
+        nb_channels=writer.nb_channels,
         warnings=warnings,
         residual_db=residual_db,
     )
