@@ -74,7 +74,12 @@ def test_a_tiny_model_learns_on_real_clips(root: Path, cache: Path, tmp_path: Pa
     trainer = Trainer(settings, data, torch.device("cpu"))
     trainer.initialise()
     before = trainer.validate()["vocals"]
-    trainer.fit()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as --threads 1 does; oversubscribed threads crawl on 2 shared cores
+    try:
+        trainer.fit()
+    finally:
+        torch.set_num_threads(threads)
     history = trainer.units["vocals"].history
     steps = trainer.epoch * len(trainer.sampler) // settings.batch_size
     assert steps == 200
@@ -232,3 +237,11 @@ def test_packaged_umx_preview_separates_a_validation_clip(clips: list[Path]) -> 
     # global SDR measured when the model was shipped: 5.1 / 4.5 / 3.7 / 1.8 dB
     floors = {"vocals": 4.0, "drums": 3.5, "bass": 2.7, "other": 0.8}
     assert all(sdr[t] > floors[t] for t in floors), sdr
+
+
+def test_mixed_precision_training_runs(root: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "amp"
+    assert main(["train", *_split(tiny(root, out, cache, amp=True, epochs=2))]) == 0
+    history = json.loads((out / "vocals.history.json").read_text())
+    assert len(history["valid_loss"]) == 2
+    assert all(0 < v < 100 for v in history["train_loss"] + history["valid_loss"])

@@ -86,6 +86,7 @@ class TrainConfig:
     context: str = _opt(
         "", "seed spelling of the device: cpu or cudnn", choices=("", "cpu", "cudnn")
     )
+    amp: bool = _opt(False, "mixed precision: bfloat16 autocast for the training forward pass")
     resume: bool = _opt(False, "continue the run found in --output")
     cache_dir: str = _opt("", "decoded-audio cache folder (Default: <unmix cache>/decoded)")
     no_cache: bool = _opt(False, "decode into memory instead of the decoded-audio cache")

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from ..transforms import STFT, magnitude
+from ..transforms import STFT
 
 
 class Objective(Protocol):
@@ -39,8 +39,12 @@ class SpectrogramMSE(nn.Module):
         self._last: tuple[Tensor, Tensor] | None = None
 
     def spectrogram(self, audio: Tensor) -> Tensor:
-        """Magnitude ``(S, C, F, N)`` of audio ``(S, C, T)``."""
-        return magnitude(self.stft(audio), mono=self.mono)
+        """Magnitude ``(S, C, F, N)`` of audio ``(S, C, T)`` (float32, also under autocast)."""
+        with torch.autocast(audio.device.type, enabled=False):
+            spec = self.stft(audio.float())
+            # |z| as hypot(re, im): the value of complex abs, about twice as fast on CPU
+            mag = torch.hypot(spec.real, spec.imag)
+        return mag.mean(dim=1, keepdim=True) if self.mono else mag
 
     def mix_spectrogram(self, mix: Tensor) -> Tensor:
         """Magnitude of ``mix``, reused while the same tensor is passed again."""
@@ -65,7 +69,7 @@ class SpectrogramMSE(nn.Module):
         estimate = model(self.mix_spectrogram(mix))
         with torch.no_grad():
             truth = self.spectrogram(targets[:, 0])
-        return torch.nn.functional.mse_loss(estimate, truth)
+        return torch.nn.functional.mse_loss(estimate.float(), truth)
 
     def forget(self) -> None:
         """Drop the cached mixture magnitude (frees memory between batches)."""

@@ -128,6 +128,19 @@ def model_config(settings: TrainConfig) -> ModelConfig:
     )
 
 
+def make_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, device: torch.device
+) -> torch.optim.Optimizer:
+    """Adam (coupled L2 weight decay), with the fused kernel where the device has one."""
+    params = list(model.parameters())
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # pragma: no cover - builds without fused Adam
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def _xumx_parts(config: ModelConfig) -> tuple[nn.Module, Any]:
     try:
         xumx = importlib.import_module("unmix.xumx")
@@ -224,7 +237,7 @@ class Trainer:
                 else:
                     model, objective = OpenUnmix.from_config(self.config), shared
             model = model.to(self.device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+            optimizer = make_optimizer(model, s.lr, s.weight_decay, self.device)
             scheduler = ReduceLROnPlateau(
                 optimizer, factor=s.lr_decay_gamma, patience=s.lr_decay_patience, cooldown=10
             )
@@ -328,15 +341,20 @@ class Trainer:
             mix = mix.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
             for unit in units:
-                unit.optimizer.zero_grad(set_to_none=True)
-                loss = unit.objective(unit.model, mix, targets[:, unit.index])
-                loss.backward()  # type: ignore[no-untyped-call]
-                unit.optimizer.step()
-                sums[unit.name] += float(loss.detach()) * mix.shape[0]
+                sums[unit.name] += self.step(unit, mix, targets) * mix.shape[0]
             count += mix.shape[0]
             bar.set_postfix(loss=f"{sum(sums.values()) / max(count, 1) / len(units):.4g}")
         self._forget()
         return {u.name: sums[u.name] / max(count, 1) for u in units}
+
+    def step(self, unit: Unit, mix: Tensor, targets: Tensor) -> float:
+        """One optimisation step of ``unit`` on a batch; returns the loss."""
+        unit.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
+            loss = unit.objective(unit.model, mix, targets[:, unit.index])
+        loss.backward()  # type: ignore[no-untyped-call]
+        unit.optimizer.step()
+        return float(loss.detach())
 
     def _forget(self) -> None:
         for unit in self.units.values():
