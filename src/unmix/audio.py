@@ -481,10 +481,12 @@ class StemWriter:
 def output_subtype(fmt: str, bits: str | None) -> str:
     """The soundfile subtype (or ``AAC``) for ``fmt`` at ``bits``; checks the combination."""
     if fmt == "stems":
-        if bits not in (None, "lossy"):
-            raise AudioError("--bits does not apply to --format stems (AAC)")
+        if bits is not None:
+            raise AudioError("--bits applies to wav and flac only, not to stems (AAC)")
         return "AAC"
     allowed = BIT_DEPTHS[fmt]
+    if bits is not None and fmt == "mp3":
+        raise AudioError("--bits applies to wav and flac only, not to mp3")
     chosen = bits or allowed[0]
     if chosen not in allowed:
         raise AudioError(f"--bits {chosen} is not possible for {fmt}; use one of {allowed}")

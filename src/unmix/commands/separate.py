@@ -31,9 +31,9 @@ output layout:
 levels:
   Default output is 32-bit float WAV: nothing is clipped or normalised. 16/24-bit, FLAC,
   MP3 and AAC outputs clip at full scale and warn with the number of clipped samples.
-  With all targets and --niter >= 1 the stems add up to the input (up to the model's
-  bandwidth when the input rate is above the model rate); --residual writes what the
-  chosen targets leave out, so that stems + residual equal the input exactly.
+  With all targets and --niter >= 1 the stems add up to the input up to the Wiener
+  filter's regulariser and the model's bandwidth (see docs/separation.md); --residual
+  writes what the chosen targets leave out, so that stems + residual equal the input.
 
 examples:
   unmix separate song.mp3
@@ -54,7 +54,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT", help="audio files or folders (recursive)"
     )
-    g = p.add_argument_group("model")
+    _model_options(p.add_argument_group("model"))
+    _output_options(p.add_argument_group("output"))
+    _processing_options(p.add_argument_group("processing"))
+    p.set_defaults(run=run)
+
+
+def _model_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -76,6 +82,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--niter",
         type=int,
         default=1,
+        metavar="N",
         help="Wiener EM iterations; 0 keeps the raw model estimates (default: 1)",
     )
     g.add_argument(
@@ -90,7 +97,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="STFT frames per Wiener window; 0: one window per segment (default: 300)",
     )
-    o = p.add_argument_group("output")
+
+
+def _output_options(o: argparse._ArgumentGroup) -> None:
     o.add_argument(
         "--out-dir",
         type=Path,
@@ -111,7 +120,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="sample format for wav (default: float) and flac (default: 24)",
     )
     o.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    r = p.add_argument_group("processing")
+
+
+def _processing_options(r: argparse._ArgumentGroup) -> None:
     r.add_argument(
         "--start", type=float, default=0.0, metavar="SEC", help="start at SEC seconds (default 0)"
     )
@@ -153,7 +164,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bars and no notes, only errors"
     )
-    p.set_defaults(run=run)
 
 
 @dataclass(frozen=True)
