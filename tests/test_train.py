@@ -245,3 +245,11 @@ def test_mixed_precision_training_runs(root: Path, cache: Path, tmp_path: Path) 
     history = json.loads((out / "vocals.history.json").read_text())
     assert len(history["valid_loss"]) == 2
     assert all(0 < v < 100 for v in history["train_loss"] + history["valid_loss"])
+
+
+def test_whole_songs_with_seq_dur_zero(root: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "full"
+    flags = tiny(root, out, cache, epochs=1, **{"seq-dur": 0, "samples-per-track": 1})
+    assert main(["train", *_split(flags)]) == 0
+    saved = json.loads((out / "training.json").read_text())
+    assert saved["data"]["excerpts_per_epoch"] == TRAIN_CLIPS  # one whole song each
