@@ -159,6 +159,41 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def data_throughput(root: str, seconds: float, items: int) -> dict[str, float]:
+    """Excerpts/s: unmix's cached songs vs decoding each excerpt from the files
+    (what musdb/stempeg-style loaders do)."""
+    from pathlib import Path
+
+    from unmix import audio
+    from unmix.data import DataOptions, ExcerptDataset, ExcerptSampler, build
+    from unmix.data.cache import default_cache_dir
+    from unmix.tracks import SOURCES
+
+    opts = DataOptions(root=Path(root), targets=("vocals",), cache=default_cache_dir())
+    start = time.perf_counter()
+    data = build("musdb", opts)
+    prepare = time.perf_counter() - start
+    seq = int(seconds * 44100)
+    sampler = ExcerptSampler([s.length for s in data.train], SOURCES, seq, 64)
+    dataset = ExcerptDataset(data.train, sampler, ("vocals",), epoch=0)
+    start = time.perf_counter()
+    for i in range(items):
+        dataset[i]
+    cached = items / (time.perf_counter() - start)
+    files = sorted(Path(root, "train").glob("*.stem.mp4"))
+    start = time.perf_counter()
+    for i in range(max(items // 8, 4)):
+        for k, source in enumerate(SOURCES):
+            path = files[(i + k) % len(files)]
+            audio.read(path, audio.STEM_NAMES.index(source), 0.5, seconds)
+    decoded = max(items // 8, 4) / (time.perf_counter() - start)
+    return {
+        "prepare_s": round(prepare, 2),
+        "cached_excerpts_per_s": round(cached, 1),
+        "decoded_excerpts_per_s": round(decoded, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -169,8 +204,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--targets", type=int, default=1, help="also time N networks per batch")
     parser.add_argument("--json", default=None, help="write the result here")
+    parser.add_argument("--data", default=None, help="MUSDB18 root: also time data loading")
     args = parser.parse_args()
-    result = run(args)
+    result = run(args) if args.steps > 0 else {}
+    if args.data:
+        result["data"] = data_throughput(args.data, args.seq_dur, 256)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
