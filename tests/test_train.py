@@ -195,6 +195,12 @@ def test_targets_trained_into_one_folder_merge(root: Path, cache: Path, tmp_path
     config = json.loads((out / "config.json").read_text())
     assert config["targets"] == ["vocals", "drums"]
     assert load_separator(out, device="cpu").output_names == ("vocals", "drums")
+    # the training folder is also what `unmix evaluate --model` takes
+    scores = tmp_path / "eval"
+    evaluate = ["evaluate", "--root", str(root), "--subset", "train", "--split", "valid"]
+    evaluate += ["--model", str(out), "--metrics", "sdr", "--out-dir", str(scores), "--no-plot"]
+    assert main([*evaluate, "--device", "cpu"]) == 0
+    assert "vocals" in (scores / "scores.csv").read_text()
     with pytest.raises(UnmixError, match="other settings"):
         settings = settings_of(_split(tiny(root, out, cache, source="bass", **{"hidden-size": 8})))
         trainer = Trainer(settings, build("musdb", data_options(settings)), torch.device("cpu"))
