@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pickle
 import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,12 +53,14 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
         raise WeightsError(
-            f"refusing to load {path}: it holds objects other than tensors, and loading it "
-            f"could run code ({first[:160]}); use a weights file from a trusted source"
+            f"refusing to load {path}: it is not a plain tensor file (it is corrupt, or holds "
+            f"objects whose loading could run code: {first[:160]}); use a weights file from a "
+            "trusted source"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # torch.load raises many types on corrupt input
         raise WeightsError(
-            f"cannot read {path}: corrupt or truncated weights file ({exc})"
+            f"cannot read {path}: corrupt or truncated weights file "
+            f"({type(exc).__name__}: {str(exc).strip()[:160]})"
         ) from exc
     if (
         isinstance(data, Mapping)
