@@ -22,7 +22,7 @@ import soundfile as sf
 import soxr
 
 from .errors import AudioError, UnmixError
-from .fileio import atomic_path
+from .fileio import atomic_path, publish
 
 #: stream order of the MUSDB18 ``.stem.mp4`` files
 STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
@@ -449,7 +449,7 @@ class StemWriter:
             for sink in self._sinks:
                 sink.close()
             for final, tmp in self._temps.items():
-                os.replace(tmp, final)
+                publish(tmp, final)
         except (OSError, av.error.FFmpegError) as exc:
             self.abort()
             raise UnmixError(f"cannot finish the output files: {_reason(exc)}") from exc

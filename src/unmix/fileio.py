@@ -27,13 +27,18 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        publish(tmp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file onto ``path``, with the permissions a plain
+    ``open()`` would have given it (``mkstemp`` creates ``0600`` files)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 def _umask() -> int:
