@@ -141,3 +141,17 @@ def test_segmented_matches_whole_track_on_music(music):
     # the cross-fade keeps the sum of the stems: it is as close to the mixture as the
     # whole-track sum (which the Wiener regulariser √eps limits, as in the reference)
     assert sdr(x, segmented.sum(0)) >= sdr(x, whole.sum(0)) - 0.5
+
+
+def test_networks_side_by_side_give_the_same_stems(tiny, music):
+    """With several CPU threads the target networks run in parallel worker threads (one
+    thread each); the stems are those of running them one after the other."""
+    x = torch.from_numpy(music[:, : 2 * 44100])[None]
+    with torch.inference_mode():
+        one = tiny(x)
+        torch.set_num_threads(2)
+        two = tiny(x)
+        assert torch.get_num_threads() == 2
+    with torch.no_grad():
+        grad_mode = tiny(x)
+    assert torch.equal(one, two) and torch.equal(one, grad_mode)

@@ -255,3 +255,19 @@ def test_python_api_on_files_and_arrays(model_dir, inputs, excerpt):
     assert all(s.shape == (1, mono.shape[0]) for s in out.values())
     with pytest.raises(Exception, match="sample_rate is required"):
         separate(mono, model=sep)
+
+
+def test_two_stem_karaoke_mode(capsys, tmp_path, model_dir, inputs):
+    code, out, err = run_cli(
+        capsys,
+        str(inputs / "a48k.wav"),
+        *("--model", str(model_dir), "--out-dir", str(tmp_path), "-q"),
+        *("--targets", "vocals", "--residual"),
+    )
+    assert code == 0, err
+    assert re.search(r"residual -?\d+\.\d dB re mixture", out)
+    assert sorted(p.name for p in (tmp_path / "a48k").iterdir()) == ["residual.wav", "vocals.wav"]
+    vocals, _ = sf.read(tmp_path / "a48k" / "vocals.wav", dtype="float32")
+    rest, _ = sf.read(tmp_path / "a48k" / "residual.wav", dtype="float32")
+    mix, _ = audio_io.read(inputs / "a48k.wav")
+    np.testing.assert_allclose((vocals + rest).T, mix, atol=1e-5)
