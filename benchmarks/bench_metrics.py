@@ -41,7 +41,7 @@ def import_museval() -> types.ModuleType:
     """museval, with musdb stubbed if stempeg cannot find ffmpeg (the metrics do not need it)."""
     try:
         importlib.import_module("musdb")
-    except RuntimeError:
+    except (RuntimeError, ImportError):  # stempeg raises without ffmpeg; musdb may be absent
         sys.modules["musdb"] = types.ModuleType("musdb")
     return importlib.import_module("museval")
 

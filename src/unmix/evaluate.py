@@ -29,7 +29,8 @@ import numpy as np
 from . import __version__
 from .errors import UnmixError
 from .fileio import atomic_path, atomic_write_text
-from .metrics import MetricsInputError, bss_eval_v4, framewise_sdr, usdr
+from .metrics import bss_eval_v4, framewise_sdr, usdr
+from .metrics.validation import silent_sources
 from .tracks import Track
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ MUSEVAL_VERSION = "0.4.1"
 MODES = ("bsseval", "sdr")
 AGGREGATIONS = ("median", "mean")
 
-#: ``(track, references {name: (C, T)}, rate) -> estimates {name: (C, T)}``
+#: ``(track, decoded sources {name: (C, T)} with the mixture, rate) -> estimates {name: (C, T)}``
 EstimateSource = Callable[[Track, Mapping[str, np.ndarray], int], Mapping[str, np.ndarray]]
 
 
@@ -187,12 +188,13 @@ def reference_targets(sources: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
         sources: ``{name: (nb_channels, nb_timesteps)}``.
 
     Returns:
-        ``{target: (nb_channels, nb_timesteps) float64}`` in :func:`target_order`.
+        ``{target: (nb_channels, nb_timesteps)}`` in :func:`target_order`; sources keep
+        their dtype, sums are float64 (as musdb computes them).
     """
-    refs = {n: np.asarray(x, dtype=np.float64) for n, x in sources.items() if n != "mixture"}
+    refs = {n: np.asarray(x) for n, x in sources.items() if n != "mixture"}
     for name, parts in DERIVED_TARGETS.items():
         if name not in refs and all(p in refs for p in parts):
-            refs[name] = np.sum([refs[p] for p in parts], axis=0)
+            refs[name] = np.asarray(np.sum([refs[p] for p in parts], axis=0, dtype=np.float64))
     return {n: refs[n] for n in target_order(refs)}
 
 
@@ -250,6 +252,7 @@ def scoring_groups(targets: Sequence[str]) -> list[tuple[list[str], list[str]]]:
 
 def _score_group(
     track: str,
+    group: Sequence[str],
     refs: np.ndarray,
     ests: np.ndarray,
     mode: str,
@@ -258,15 +261,18 @@ def _score_group(
     regularization: float,
 ) -> dict[str, np.ndarray]:
     """``{metric: (nb_sources, nb_windows)}`` for one jointly scored group."""
-    if mode == "bsseval":
-        try:
-            sdr, isr, sir, sar = bss_eval_v4(refs, ests, window, hop, regularization=regularization)
-            return {"SDR": sdr, "SIR": sir, "SAR": sar, "ISR": isr}
-        except MetricsInputError as exc:
-            if "silent over the whole signal" not in str(exc):
-                raise
-            # museval raises here; every window would be NaN by its silence rule anyway
-            log.warning("%s: %s; all its windows are NaN", track, exc)
+    silent = silent_sources(refs) | silent_sources(ests)
+    if mode == "bsseval" and not silent.any():
+        sdr, isr, sir, sar = bss_eval_v4(refs, ests, window, hop, regularization=regularization)
+        return {"SDR": sdr, "SIR": sir, "SAR": sar, "ISR": isr}
+    if mode == "bsseval":  # museval raises here; its silence rule makes every window NaN
+        names = [g for g, quiet in zip(group, silent, strict=True) if quiet]
+        log.warning(
+            "%s: %s silent over the whole track (reference or estimate): museval refuses "
+            "such a group; all its windows are NaN",
+            track,
+            names,
+        )
     sdr = framewise_sdr(refs, ests, window, hop)
     nan_like = np.full_like(sdr, np.nan)
     return {"SDR": sdr, "SIR": nan_like, "SAR": nan_like, "ISR": nan_like}
@@ -325,6 +331,7 @@ def score_track(
             log.warning("%s: %r is scored alone (museval scores no lone target)", name, group[0])
         scores = _score_group(
             name,
+            group,
             np.stack([refs[t].T for t in group]),
             np.stack([ests[t].T for t in group]),
             mode,

@@ -23,7 +23,7 @@ inputs:
 
 outputs (in --out-dir):
   <subset>/<track>.json  museval's per-track JSON (museval.MethodStore.add_eval_dir reads it)
-  scores.csv, scores.md  {ev.TABLE_METRICS}: median over frames, median over tracks;
+  scores.csv, scores.md  {", ".join(ev.TABLE_METRICS)}: median over frames, median over tracks;
                          a 'mean' row; uSDR = global SDR, mean over tracks
   tracks.csv             per-track scores (median over frames) and uSDR
   boxplot_<target>.png   distribution over tracks (needs matplotlib: unmix[plot])
@@ -31,7 +31,9 @@ outputs (in --out-dir):
 examples:
   unmix evaluate --model {DEFAULT_MODEL} --root ../shared/data/musdb18-preview --metrics sdr
   unmix separate musdb18/test --out-dir est && unmix evaluate est --root musdb18
-  unmix evaluate --model umx --root musdb18 --subset test --wiener-win-len 0   (paper setup)
+  unmix evaluate --model umx --root musdb18 --subset test --wiener-win-len 0
+      (all four targets jointly, niter 1, Wiener over whole segments: the setup closest
+       to the published Open-Unmix scores; see docs/evaluation.md)
 """
 
 
@@ -77,8 +79,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="R",
         help="opt-in better-conditioned ISR/SIR/SAR (e.g. 3e-5); default 0 = museval",
     )
-    s.add_argument("--frames-agg", choices=ev.AGGREGATIONS, default="median")
-    s.add_argument("--tracks-agg", choices=ev.AGGREGATIONS, default="median")
+    s.add_argument(
+        "--frames-agg", choices=ev.AGGREGATIONS, default="median", help="default: median"
+    )
+    s.add_argument(
+        "--tracks-agg", choices=ev.AGGREGATIONS, default="median", help="default: median"
+    )
     o = p.add_argument_group("output")
     o.add_argument(
         "--out-dir", type=Path, default=Path("eval"), metavar="DIR", help="default: ./eval"

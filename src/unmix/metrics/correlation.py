@@ -31,21 +31,21 @@ def channels_segment(groups: Sequence[np.ndarray], start: int, stop: int) -> np.
         start, stop: sample range; may reach outside ``[0, nb_samples)``.
 
     Returns:
-        ``(sum of nb_sources * nb_channels, stop - start)`` float64; rows ordered by
-        group, then source, then channel.
+        ``(stop - start, sum of nb_sources * nb_channels)`` float64, time-major; columns
+        ordered by group, then source, then channel.
     """
-    rows = sum(g.shape[0] * g.shape[2] for g in groups)
-    out = np.zeros((rows, stop - start))
+    cols = sum(g.shape[0] * g.shape[2] for g in groups)
+    out = np.zeros((stop - start, cols))
     nb_samples = groups[0].shape[1]
     lo, hi = max(start, 0), min(stop, nb_samples)
-    row = 0
+    col = 0
     for g in groups:
         k = g.shape[0] * g.shape[2]
         if hi > lo:
-            out[row : row + k, lo - start : hi - start] = (
-                g[:, lo:hi].transpose(0, 2, 1).reshape(k, hi - lo)
-            )
-        row += k
+            out[lo - start : hi - start, col : col + k].reshape(hi - lo, g.shape[0], -1)[:] = g[
+                :, lo:hi
+            ].transpose(1, 0, 2)
+        col += k
     return out
 
 
@@ -81,16 +81,14 @@ def lagged_xcorr(
         b1 = min(b0 + BLOCKS_PER_CHUNK, nb_blocks)
         n = b1 - b0
         xs = channels_segment(x_groups, b0 * block, b1 * block)
-        x_spec = np.fft.rfft(xs.reshape(xs.shape[0], n, block), n=fft_size, axis=-1)
+        x_spec = np.fft.rfft(xs.reshape(n, block, -1), n=fft_size, axis=1)  # (n, F, rows)
         ys = channels_segment(y_groups, b0 * block - max_lag, b1 * block + max_lag)
-        y_blocks = sliding_window_view(ys, block + 2 * max_lag, axis=-1)[:, ::block]
-        y_spec = np.fft.rfft(y_blocks, n=fft_size, axis=-1)
-        # per frequency: (nb_x_rows, n) @ (n, nb_y_rows), summed over the blocks
-        prod = np.matmul(
-            np.ascontiguousarray(x_spec.conj().transpose(2, 0, 1)),
-            np.ascontiguousarray(y_spec.transpose(2, 1, 0)),
-        )
+        y_blocks = sliding_window_view(ys, block + 2 * max_lag, axis=0)[::block]
+        y_spec = np.fft.rfft(np.moveaxis(y_blocks, -1, 1), n=fft_size, axis=1).conj()
+        # per frequency: (nb_x_rows, n) @ (n, nb_y_rows), summed over the blocks; this is
+        # the conjugate of the cross-spectrum sum (conjugating the y side is cheaper)
+        prod = np.matmul(x_spec.transpose(1, 2, 0), y_spec.transpose(1, 0, 2))
         acc = prod if acc is None else acc + prod
     assert acc is not None
-    lags = np.fft.irfft(acc, n=fft_size, axis=0)[: 2 * max_lag + 1]
+    lags = np.fft.irfft(acc.conj(), n=fft_size, axis=0)[: 2 * max_lag + 1]
     return np.ascontiguousarray(lags.transpose(1, 2, 0))
