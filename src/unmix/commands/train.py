@@ -19,10 +19,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ),
     )
     add_arguments(p)
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes on this machine (torchrun + DDP: one GPU each, or the "
+        "CPU); --batch-size is per process; several machines: see docs/distributed.md",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings, given = resolve(args)
+    nproc = getattr(args, "nproc", 1)
+    if nproc != 1:
+        from ..train import prepare
+        from ..train.distributed import flags_from_args, launch
+
+        prepare(settings, given)  # settings and checkpoint errors once, before starting ranks
+        return launch(nproc, flags_from_args(args))
     train(settings, given)
     return 0

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..data import DataOptions, build
 from ..data.cache import default_cache_dir
+from ..errors import UnmixError
 from ..loading import pick_device
 from . import checkpoint
 from .config import TrainConfig, merge_resumed
@@ -17,7 +19,7 @@ from .trainer import Trainer, model_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpectrogramMSE", "TrainConfig", "Trainer", "model_config", "train"]
+__all__ = ["SpectrogramMSE", "TrainConfig", "Trainer", "model_config", "prepare", "train"]
 
 
 def data_options(settings: TrainConfig) -> DataOptions:
@@ -41,18 +43,18 @@ def _network_names(settings: TrainConfig) -> tuple[str, ...]:
     return ("xumx",) if settings.arch == "xumx" else settings.targets
 
 
-def train(settings: TrainConfig, given: set[str] | None = None) -> Trainer:
-    """Run (or ``settings.resume``) a training run; returns the finished trainer.
+def prepare(
+    settings: TrainConfig, given: set[str] | None = None
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Check ``--root``, apply ``--threads`` and, with ``--resume``, load the checkpoint.
 
-    Args:
-        settings: resolved settings.
-        given: names of settings given explicitly (checked against a resumed run's).
+    Returns:
+        the settings to train with (a resumed run's saved ones) and the checkpoint state
+        (``None`` for a new run).
 
     Raises:
-        UnmixError: bad settings, data or checkpoint (one-line message).
+        UnmixError: missing ``--root``, missing/unreadable checkpoint, changed settings.
     """
-    from ..errors import UnmixError
-
     if settings.root is None:
         raise UnmixError(
             "--root is required: the folder of MUSDB18 (https://zenodo.org/records/1117372) "
@@ -68,6 +70,28 @@ def train(settings: TrainConfig, given: set[str] | None = None) -> Trainer:
         settings = merge_resumed(saved, settings, given or set())
     elif ckpt.exists():
         log.warning("%s exists; starting a new run over it (use --resume to continue)", ckpt)
+    return settings, state
+
+
+def train(settings: TrainConfig, given: set[str] | None = None) -> Trainer:
+    """Run (or ``settings.resume``) a training run; returns the finished trainer.
+
+    Under ``torchrun`` with more than one process, the run is distributed (DDP, see
+    :mod:`unmix.train.distributed`).
+
+    Args:
+        settings: resolved settings.
+        given: names of settings given explicitly (checked against a resumed run's).
+
+    Raises:
+        UnmixError: bad settings, data or checkpoint (one-line message).
+    """
+    from . import distributed
+
+    env = distributed.Environment.detect()
+    if env.world_size > 1:
+        return distributed.train(settings, given, env)
+    settings, state = prepare(settings, given)
     device = pick_device(settings.device_name)
     data = build(settings.dataset, data_options(settings))
     trainer = Trainer(settings, data, device)

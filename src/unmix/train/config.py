@@ -32,6 +32,7 @@ RUNTIME_FIELDS = frozenset(
         "cache_dir",
         "no_cache",
         "max_minutes",
+        "dist_timeout",
     }
 )
 
@@ -93,6 +94,14 @@ class TrainConfig:
     threads: int = _opt(0, "torch CPU threads (0: torch default)")
     max_minutes: float = _opt(0.0, "stop at the first epoch end after this many minutes (0: off)")
     quiet: bool = _opt(False, "no progress bar")
+    local_batchnorm: bool = _opt(
+        False,
+        "distributed runs: batch-norm statistics of each rank's own batch (as the seed) "
+        "instead of the batch of all ranks together",
+    )
+    dist_timeout: float = _opt(
+        600.0, "distributed runs: seconds a rank waits for the others before the job fails"
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -106,6 +115,7 @@ class TrainConfig:
             (self.nb_workers >= 0, "--nb-workers must be >= 0"),
             (self.bandwidth > 0, "--bandwidth must be positive"),
             (len(self.source) > 0, "--source needs at least one target"),
+            (self.dist_timeout > 0, "--dist-timeout must be positive"),
         ]
         for ok, message in checks:
             if not ok:

@@ -179,7 +179,10 @@ class Trainer:
         settings: resolved settings.
         data: training and validation songs.
         device: where to train.
-        rank, world_size: distributed position (the sampler draws this rank's excerpts).
+        rank, world_size: distributed position: the sampler draws this rank's excerpts,
+            validation takes songs ``rank, rank + world_size, ...``, and only rank 0 writes
+            files. The reductions across ranks are :mod:`unmix.train.distributed`'s job
+            (:meth:`reduce_totals`, :meth:`network`, :meth:`out_of_time` are its hooks).
     """
 
     def __init__(
@@ -209,7 +212,8 @@ class Trainer:
             world_size=world_size,
             pools=data.pools,
         )
-        self.validation = ValidationSet(data.valid, self.config.targets)
+        self.validation = ValidationSet(data.valid[rank::world_size], self.config.targets)
+        self.writes = rank == 0
         self.units = self._build_units()
         self.epoch = 0
         self.seconds = 0.0
@@ -271,6 +275,7 @@ class Trainer:
             "model_config": self.config.to_dict(),
             "units": {n: u.state() for n, u in self.units.items()},
             "rng": {"torch": torch.get_rng_state()},
+            "world_size": self.world_size,
             "versions": report.versions(),
         }
 
@@ -285,6 +290,16 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.seconds = float(state["seconds"])
         torch.set_rng_state(state["rng"]["torch"])
+        saved = int(state.get("world_size", 1))
+        if saved != self.world_size:
+            log.warning(
+                "the checkpoint was trained on %d process(es), this run has %d: the remaining "
+                "epochs are split into other batches (effective batch %d instead of %d)",
+                saved,
+                self.world_size,
+                self.world_size * self.settings.batch_size,
+                saved * self.settings.batch_size,
+            )
         log.info("resuming after epoch %d from %s", self.epoch, self.checkpoint_file)
 
     def active(self) -> list[Unit]:
@@ -294,18 +309,30 @@ class Trainer:
     def fit(self) -> None:
         """Train until ``epochs`` or until every network stopped early."""
         began = time.perf_counter()
-        limit = self.settings.max_minutes * 60.0
         while self.epoch < self.settings.epochs and self.active():
             start = time.perf_counter()
             train = self.train_epoch(self.epoch)
             valid = self.validate()
             self.seconds += time.perf_counter() - start
             self.end_epoch(train, valid, time.perf_counter() - start)
-            if limit and time.perf_counter() - began > limit:
+            if self.out_of_time(began):
                 log.info("stopping after epoch %d: --max-minutes reached", self.epoch)
                 break
         if not self.active():
             log.info("every network stopped early after epoch %d", self.epoch)
+
+    def out_of_time(self, began: float) -> bool:
+        """True once ``--max-minutes`` have passed since ``began`` (a ``perf_counter`` time)."""
+        limit = self.settings.max_minutes * 60.0
+        return bool(limit) and time.perf_counter() - began > limit
+
+    def network(self, unit: Unit) -> nn.Module:
+        """The module a training step calls (a distributed run wraps ``unit.model``)."""
+        return unit.model
+
+    def reduce_totals(self, sums: dict[str, float], count: int) -> tuple[dict[str, float], int]:
+        """Loss sums and item count over every process (one process: unchanged)."""
+        return sums, count
 
     def _loader(self, epoch: int) -> DataLoader[tuple[Tensor, Tensor]]:
         dataset = ExcerptDataset(
@@ -345,13 +372,14 @@ class Trainer:
             count += mix.shape[0]
             bar.set_postfix(loss=f"{sum(sums.values()) / max(count, 1) / len(units):.4g}")
         self._forget()
+        sums, count = self.reduce_totals(sums, count)
         return {u.name: sums[u.name] / max(count, 1) for u in units}
 
     def step(self, unit: Unit, mix: Tensor, targets: Tensor) -> float:
         """One optimisation step of ``unit`` on a batch; returns the loss."""
         unit.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp):
-            loss = unit.objective(unit.model, mix, targets[:, unit.index])
+            loss = unit.objective(self.network(unit), mix, targets[:, unit.index])
         loss.backward()  # type: ignore[no-untyped-call]
         unit.optimizer.step()
         return float(loss.detach())
@@ -375,7 +403,8 @@ class Trainer:
             for unit in units:
                 sums[unit.name] += float(unit.objective(unit.model, mix, targets[:, unit.index]))
         self._forget()
-        return {u.name: sums[u.name] / max(len(self.validation), 1) for u in units}
+        sums, count = self.reduce_totals(sums, len(self.validation))
+        return {u.name: sums[u.name] / max(count, 1) for u in units}
 
     def end_epoch(self, train: dict[str, float], valid: dict[str, float], seconds: float) -> None:
         """Schedules, early stopping, best weights, histories and the checkpoint."""
@@ -390,7 +419,8 @@ class Trainer:
             unit.stopped = unit.stopper.step(loss)
             if improved and not math.isnan(loss):
                 unit.best_epoch = self.epoch
-                self._save_best(unit)
+                if self.writes:
+                    self._save_best(unit)
             log.info(
                 "epoch %d %s: train %.5g valid %.5g%s",
                 self.epoch + 1,
@@ -400,8 +430,9 @@ class Trainer:
                 " (best)" if improved else (" (stopped)" if unit.stopped else ""),
             )
         self.epoch += 1
-        self._write_reports()
-        checkpoint.save(self.checkpoint_file, self.state())
+        if self.writes:
+            self._write_reports()
+            checkpoint.save(self.checkpoint_file, self.state())
 
     def _save_best(self, unit: Unit) -> None:
         if unit.name == "xumx":
