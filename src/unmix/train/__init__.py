@@ -107,9 +107,13 @@ def train(settings: TrainConfig, given: set[str] | None = None) -> Trainer:
         len(trainer.validation),
     )
     trainer.fit()
-    log.info(
-        "model saved in %s (load it with: unmix separate --model %s)",
-        trainer.output,
-        trainer.output,
-    )
+    report_saved(trainer.output)
     return trainer
+
+
+def report_saved(output: Path) -> None:
+    """Say where the model is, or that no epoch ran (e.g. ``--epochs 0`` to fill the cache)."""
+    if (Path(output) / "config.json").is_file():
+        log.info("model saved in %s (load it with: unmix separate --model %s)", output, output)
+    else:
+        log.info("no epoch was trained, so no model was saved in %s", output)

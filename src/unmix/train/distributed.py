@@ -458,7 +458,10 @@ def _train(settings: TrainConfig, given: set[str] | None, env: Environment) -> T
     trainer.fit()
     dist.barrier(group=group)  # rank 0 has written its last files
     dist.destroy_process_group()
-    log.info("model saved in %s (load it with: unmix separate --model %s)", *[trainer.output] * 2)
+    if env.rank == 0:
+        from . import report_saved
+
+        report_saved(trainer.output)
     return trainer
 
 
