@@ -672,14 +672,16 @@ def evaluate_tracks(
     return done, failed
 
 
-def describe_dataset(tracks: Sequence[Track], root: str | Path) -> str:
-    """One line: dataset variant, location, subset and track count."""
+def describe_dataset(tracks: Sequence[Track], root: str | Path, split: str | None = None) -> str:
+    """One line: dataset variant, location, subset (and split) and track count."""
     if tracks and all(t.stem_file is not None for t in tracks):
         variant = "MUSDB18 STEMS (.stem.mp4, AAC-coded)"
     else:
         variant = "per-track audio folders (MUSDB18-HQ layout)"
     subsets = sorted({t.subset for t in tracks if t.subset})
     where = f"subset {', '.join(subsets)}" if subsets else "no subset"
+    if split:
+        where += f" (split {split})"
     return f"{variant} at {root}, {where}, {len(tracks)} tracks"
 
 

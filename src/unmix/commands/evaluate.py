@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     summary = ev.aggregate(scores, args.frames_agg, args.tracks_agg, metrics)
     header = [
         *ev.describe_scoring(settings, args.frames_agg, args.tracks_agg),
-        f"Dataset: {ev.describe_dataset(tracks, args.root)}; scored {len(scores)}",
+        f"Dataset: {ev.describe_dataset(tracks, args.root, args.split)}; scored {len(scores)}",
         origin,
     ]
     print()
