@@ -620,6 +620,7 @@ def evaluate_tracks(
     out_dir: str | Path | None = None,
     settings: EvalSettings | None = None,
     report: Callable[[str], None] | None = None,
+    load_mixture: bool = True,
 ) -> tuple[list[TrackScores], list[str]]:
     """Load, (separate,) score and write every track.
 
@@ -633,6 +634,8 @@ def evaluate_tracks(
         out_dir: where the per-track JSON files go (``None``: not written).
         settings: scoring settings (Default: museval's).
         report: called with one progress line per track (Default: logging).
+        load_mixture: decode the mixture too (what a separating ``estimates`` needs);
+            ``False`` for estimates read from files.
 
     Returns:
         ``(scores of the tracks that worked, error messages of those that did not)``.
@@ -644,7 +647,8 @@ def evaluate_tracks(
     for i, track in enumerate(tracks, start=1):
         start = time.perf_counter()
         try:
-            sources, rate = track.load()
+            names = [n for n in track.sources if load_mixture or n != "mixture"]
+            sources, rate = track.load(names)
             ests = dict(estimates(track, sources, rate))
             if settings.targets:
                 ests = {t: x for t, x in ests.items() if t in settings.targets}

@@ -180,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
         args.regularization,
         tuple(args.targets) if args.targets else None,
     )
-    scores, failed = ev.evaluate_tracks(tracks, source, args.out_dir, settings, report=print)
+    scores, failed = ev.evaluate_tracks(
+        tracks, source, args.out_dir, settings, print, load_mixture=args.model is not None
+    )
     if not scores:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise UnmixError(f"no track could be scored: {failed[0]}{more}")
