@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,18 @@ def museval() -> types.ModuleType:
         return importlib.import_module("museval")
     except ImportError as exc:  # pragma: no cover - CI installs it
         pytest.skip(f"museval oracle not installed ({exc})")
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """One torch thread for tests of tiny tensors: faster, and immune to a busy second core.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

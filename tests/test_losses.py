@@ -4,7 +4,6 @@ combinations and weights, and a short training run of a tiny X-UMX that lowers i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from itertools import combinations
 
 import pytest
@@ -26,13 +25,7 @@ from unmix.xumx import XUMX
 TINY = ModelConfig(n_fft=256, n_hop=64, hidden_size=16, nb_layers=1, max_bin=64, arch="xumx")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is faster, and two threads on a busy machine are ~15x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_four_targets_give_the_fourteen_documented_combinations():

@@ -35,13 +35,7 @@ TARGETS = ("vocals", "drums", "bass", "other")
 TINY = ModelConfig(n_fft=512, n_hop=128, hidden_size=16, nb_layers=2, max_bin=120)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One thread: faster for these sizes, and two threads on a busy machine are much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_umx_folder(folder: Path, states: dict[str, dict[str, torch.Tensor]]) -> Path:

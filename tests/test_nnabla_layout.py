@@ -6,7 +6,7 @@ PyTorch weights."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -23,13 +23,7 @@ from .helpers import randomize
 XUMX_ORDER = ("bass", "drums", "vocals", "other")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One thread: two threads on a busy machine are much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

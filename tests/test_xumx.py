@@ -5,7 +5,6 @@ and the CLI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +27,7 @@ TARGETS = ("vocals", "drums", "bass", "other")
 TINY = ModelConfig(n_fft=512, n_hop=128, hidden_size=16, nb_layers=2, max_bin=120, arch="xumx")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One thread: faster for these sizes, and two threads on a busy machine are much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_xumx(config: ModelConfig, seed: int = 0) -> XUMX:
