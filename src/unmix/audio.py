@@ -1,8 +1,11 @@
 """The only module that decodes, encodes, probes or resamples audio.
 
 Decoding goes through PyAV (FFmpeg bundled in the wheel: wav, flac, mp3, ogg,
-m4a/aac, ``.stem.mp4`` …); writing through soundfile; resampling through soxr.
-Audio arrays are ``float32`` shaped ``(nb_channels, nb_timesteps)``.
+m4a/aac, ``.stem.mp4`` …); writing through soundfile (wav, flac, mp3) and PyAV (AAC
+``.stem.mp4``); resampling through soxr. Everything can run as a stream
+(:func:`iter_blocks`, :class:`StreamResampler`, :class:`StemWriter`), so memory does not
+depend on the length of a file. Audio arrays are ``float32`` shaped
+``(nb_channels, nb_timesteps)``.
 """
 
 from __future__ import annotations
