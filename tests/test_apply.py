@@ -19,16 +19,10 @@ from unmix.separator import Separator
 from .helpers import randomize, reference_state_dicts
 from .test_parity import _reference_separator, _write_official_layout, with_dither
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: two OpenMP threads stall on busy shared CI cores (tiny LSTM steps)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _separator(config, seed: int = 0, **kwargs) -> Separator:

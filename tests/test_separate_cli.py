@@ -12,7 +12,6 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from unmix import audio as audio_io
 from unmix.api import separate, separate_array
@@ -25,14 +24,7 @@ from .helpers import randomize
 
 TARGETS = ("vocals", "drums", "bass", "other")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight over shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
