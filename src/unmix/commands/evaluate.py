@@ -12,6 +12,7 @@ from ..errors import UnmixError
 from ..fileio import atomic_write_text
 from ..registry import DEFAULT_MODEL
 from ..tracks import Track, find_tracks
+from .common import add_device_option, add_wiener_options
 
 EPILOG = f"""\
 inputs:
@@ -93,17 +94,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     m = p.add_argument_group("separation (with --model)")
     m.add_argument("--model", default=None, help="registry name or model folder")
     m.add_argument("--save-estimates", type=Path, metavar="DIR", help="also write the stems")
-    m.add_argument("--residual", action="store_true", help="also output 'residual'")
-    m.add_argument("--niter", type=int, default=1, help="Wiener EM iterations (default: 1)")
-    m.add_argument("--softmask", action="store_true", help="start Wiener from ratio masks")
-    m.add_argument(
-        "--wiener-win-len",
-        type=int,
-        default=300,
-        metavar="N",
-        help="frames per Wiener window, 0: whole segment (default: 300)",
-    )
-    m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_wiener_options(m)
+    add_device_option(m)
     p.set_defaults(run=run)
 
 
@@ -147,17 +139,9 @@ def _source(
                 file=sys.stderr,
             )
         return ev.folder_estimates(args.estimates), f"Estimates: {args.estimates}", have
-    from ..loading import load_separator
+    from .common import separator_from_args
 
-    separator = load_separator(
-        args.model,
-        targets=args.targets,
-        niter=args.niter,
-        softmask=args.softmask,
-        residual=args.residual,
-        wiener_win_len=args.wiener_win_len or None,
-        device=args.device,
-    )
+    separator = separator_from_args(args)
     device = next(iter(separator.parameters())).device
     line = (
         f"Separation: model {args.model}, targets {', '.join(separator.output_names)}, niter "

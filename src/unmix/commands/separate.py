@@ -16,9 +16,9 @@ from .. import audio as audio_io
 from ..api import FileReport, separate_file
 from ..apply import OVERLAP_SECONDS, SEGMENT_SECONDS, SegmentPlan, plan_segments
 from ..errors import UnmixError
-from ..loading import load_separator
 from ..registry import DEFAULT_MODEL
 from ..separator import Separator
+from .common import add_device_option, add_wiener_options, separator_from_args
 
 EPILOG = """\
 output layout:
@@ -73,30 +73,7 @@ def _model_options(g: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="targets to separate, e.g. vocals drums (default: all of the model's)",
     )
-    g.add_argument(
-        "--residual",
-        action="store_true",
-        help="also write 'residual': the input minus the chosen targets",
-    )
-    g.add_argument(
-        "--niter",
-        type=int,
-        default=1,
-        metavar="N",
-        help="Wiener EM iterations; 0 keeps the raw model estimates (default: 1)",
-    )
-    g.add_argument(
-        "--softmask",
-        action="store_true",
-        help="start the Wiener filter from ratio masks instead of magnitudes",
-    )
-    g.add_argument(
-        "--wiener-win-len",
-        type=int,
-        default=300,
-        metavar="N",
-        help="STFT frames per Wiener window; 0: one window per segment (default: 300)",
-    )
+    add_wiener_options(g)
 
 
 def _output_options(o: argparse._ArgumentGroup) -> None:
@@ -148,12 +125,7 @@ def _processing_options(r: argparse._ArgumentGroup) -> None:
         metavar="SEC",
         help=f"cross-faded overlap between segments (default: {OVERLAP_SECONDS:g})",
     )
-    r.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
-        help="where the model runs (default: auto = CUDA, else MPS, else CPU)",
-    )
+    add_device_option(r)
     r.add_argument(
         "--jobs",
         type=int,
@@ -363,15 +335,7 @@ def run(args: argparse.Namespace) -> int:
     if not found:
         raise UnmixError("nothing to separate")
     _prepare_out_dir(args.out_dir)
-    sep = load_separator(
-        args.model,
-        targets=args.targets,
-        niter=args.niter,
-        softmask=args.softmask,
-        residual=args.residual,
-        wiener_win_len=args.wiener_win_len or None,
-        device=args.device,
-    )
+    sep = separator_from_args(args)
     plan = plan_segments(sep, args.segment, args.overlap)
     jobs, clashes = plan_jobs(found, args.out_dir, sep.output_names, args.format)
     for message in clashes:

@@ -1,0 +1,59 @@
+"""Options and helpers shared by the commands that separate (``separate``, ``evaluate``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..loading import load_separator
+from ..separator import Separator
+
+
+def add_wiener_options(group: argparse._ArgumentGroup) -> None:
+    """``--residual --niter --softmask --wiener-win-len``, identical in every command."""
+    group.add_argument(
+        "--residual",
+        action="store_true",
+        help="also output 'residual': the input minus the chosen targets",
+    )
+    group.add_argument(
+        "--niter",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Wiener EM iterations; 0 keeps the raw model estimates (default: 1)",
+    )
+    group.add_argument(
+        "--softmask",
+        action="store_true",
+        help="start the Wiener filter from ratio masks instead of magnitudes",
+    )
+    group.add_argument(
+        "--wiener-win-len",
+        type=int,
+        default=300,
+        metavar="N",
+        help="STFT frames per Wiener window; 0: one window per segment (default: 300)",
+    )
+
+
+def add_device_option(group: argparse._ArgumentGroup) -> None:
+    """``--device auto|cpu|cuda|mps``."""
+    group.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where the model runs (default: auto = CUDA, else MPS, else CPU)",
+    )
+
+
+def separator_from_args(args: argparse.Namespace) -> Separator:
+    """Load ``args.model`` with the options above (and ``args.targets``)."""
+    return load_separator(
+        args.model,
+        targets=args.targets,
+        niter=args.niter,
+        softmask=args.softmask,
+        residual=args.residual,
+        wiener_win_len=args.wiener_win_len or None,
+        device=args.device,
+    )
