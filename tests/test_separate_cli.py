@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import av
@@ -153,7 +152,7 @@ def test_existing_outputs_are_skipped_unless_forced(capsys, tmp_path, model_dir,
     assert re.search(r"skipping .*b_mono\.flac: .*vocals\.wav exists \(use --force", err)
     assert vocals.stat().st_mtime == 1
     assert run_cli(capsys, *args, "--force", "-q")[0] == 0
-    assert vocals.stat().st_mtime > time.time() - 600
+    assert vocals.stat().st_mtime > 1  # rewritten
 
 
 def _bad_inputs(root: Path) -> dict[str, tuple[list[str], str]]:
