@@ -1,6 +1,6 @@
 """Multichannel Wiener filter with expectation-maximisation (EM) refinement.
 
-The maths is that of norbert / Open-Unmix (see docs/wiener.md): initial estimates
+The maths is that of norbert / Open-Unmix (see docs/architecture.md): initial estimates
 from the model magnitudes, then ``niter`` EM iterations that re-estimate a power
 spectral density ``v_j(n, f)`` and a time-invariant spatial covariance ``R_j(f)``
 per source and filter the mixture with ``G_j = v_j R_j Σ_x⁻¹``.
@@ -9,8 +9,7 @@ Unlike the reference, which loops in Python over sources and matrix entries,
 everything here is batched over frames, bins and sources, and uses native
 complex tensors. Results agree with the reference to float32 rounding.
 
-Two layouts are offered. The public functions :func:`wiener`, :func:`wiener_windowed`,
-:func:`initial_estimates` and :func:`expectation_maximization` take the reference's
+Two layouts are offered. :func:`wiener` and :func:`wiener_windowed` take the reference's
 frames-first layout ``(nb_frames, nb_bins, nb_channels, nb_sources)``. The ``*_sources``
 functions work sources-first, ``(nb_sources, nb_channels, nb_frames, nb_bins)``: bins are
 contiguous, which is what the inverse FFT wants, so the separator filters and inverts
@@ -222,30 +221,6 @@ def _to_frames_first(x: Tensor) -> Tensor:
     return x.permute(2, 3, 1, 0)
 
 
-def initial_estimates(
-    spectrograms: Tensor,
-    mix: Tensor,
-    softmask: bool = False,
-    residual: bool = False,
-    eps: float = EPS,
-) -> Tensor:
-    """Complex source estimates before EM.
-
-    Args:
-        spectrograms: model magnitudes ``(nb_frames, nb_bins, nb_channels or 1, nb_sources)``.
-        mix: complex mixture STFT ``(nb_frames, nb_bins, nb_channels)``.
-        softmask: ratio masks ``x · V_j / (eps + Σ V)`` instead of magnitude + mixture phase.
-        residual: append ``x − Σ_j y_j`` as an extra source.
-
-    Returns:
-        complex ``(nb_frames, nb_bins, nb_channels, nb_sources [+ 1])``.
-    """
-    y = initial_sources(
-        _to_sources_first(spectrograms), mix.permute(2, 0, 1), softmask, residual, eps
-    )
-    return _to_frames_first(y)
-
-
 def _solve(cov: Tensor, x: Tensor) -> Tensor:
     """``cov⁻¹ x`` for ``cov (..., C, C)`` and ``x (..., C)``, closed form for C ≤ 2."""
     nb_channels = cov.shape[-1]
@@ -260,22 +235,6 @@ def _solve(cov: Tensor, x: Tensor) -> Tensor:
         return torch.stack([(d * x0 - b * x1) * inv_det, (a * x1 - c * x0) * inv_det], dim=-1)
     solved: Tensor = torch.linalg.solve(cov, x.unsqueeze(-1))
     return solved.squeeze(-1)
-
-
-def expectation_maximization(y: Tensor, mix: Tensor, niter: int, eps: float = EPS) -> Tensor:
-    """Refine source estimates with ``niter`` EM iterations.
-
-    Args:
-        y: complex initial estimates ``(nb_frames, nb_bins, nb_channels, nb_sources)``.
-        mix: complex mixture ``(nb_frames, nb_bins, nb_channels)``.
-        niter: iterations (0 returns ``y`` unchanged).
-
-    Returns:
-        complex estimates, same shape as ``y``.
-    """
-    if niter == 0:
-        return y
-    return _to_frames_first(em_sources(_to_sources_first(y), mix.permute(2, 0, 1), niter, eps))
 
 
 def wiener(
