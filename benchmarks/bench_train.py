@@ -24,8 +24,8 @@ import platform
 import statistics
 import sys
 import time
-import types
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -35,19 +35,10 @@ from unmix.model import OpenUnmix
 from unmix.train.objectives import SpectrogramMSE
 from unmix.train.trainer import make_optimizer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the oracle helpers
+from tests.helpers import import_openunmix
+
 Step = Callable[[], None]
-
-
-def import_openunmix() -> types.ModuleType:
-    """openunmix 1.3.0 imports torchaudio without needing it here."""
-    if "torchaudio" not in sys.modules:
-        try:
-            import torchaudio  # noqa: F401
-        except ImportError:
-            sys.modules["torchaudio"] = types.ModuleType("torchaudio")
-    import openunmix
-
-    return openunmix
 
 
 def batch(size: int, seconds: float, device: torch.device) -> tuple[Tensor, Tensor]:

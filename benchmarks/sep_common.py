@@ -6,12 +6,9 @@ Only benchmarks import this module (it imports openunmix, a test/benchmark-only 
 
 from __future__ import annotations
 
-import importlib
 import platform
 import sys
 import time
-import types
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,47 +21,23 @@ from unmix import audio as audio_io
 from unmix.config import CONFIGS, ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the oracle helpers live with the tests
+    sys.path.insert(0, str(REPO))
+from tests.helpers import import_openunmix, reference_state_dicts  # noqa: E402
+
 PREVIEW = REPO.parent / "shared" / "data" / "musdb18-preview" / "train"
 CONFIG: ModelConfig = CONFIGS["umxhq"]
 
 
-def import_openunmix() -> types.ModuleType:
-    """openunmix 1.3.0 with an empty torchaudio stand-in (it imports torchaudio but the
-    model, STFT and Wiener code we call do not use it)."""
-    if "torchaudio" not in sys.modules:
-        try:
-            importlib.import_module("torchaudio")
-        except ImportError:
-            sys.modules["torchaudio"] = types.ModuleType("torchaudio")
-    return importlib.import_module("openunmix")
-
-
-def _randomize(module: torch.nn.Module, seed: int) -> None:
-    """The test suite's random weights (``tests/helpers.py``): scaled so that every layer,
-    the LSTM included, shapes the output — seams would otherwise look better than they are —
-    with mask-like output scales (the four estimates roughly add up to the mixture)."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from tests.helpers import randomize
-
-    randomize(module, seed)
-
-
 def write_model_folder(folder: Path, seed: int = 0) -> Path:
     """Random-weight umxhq-config weights as ``<target>-<hash>.pth`` (the official layout),
-    created with openunmix's own network so both implementations load the same file."""
-    openunmix = import_openunmix()
+    created with openunmix's own network so both implementations load the same file. The
+    weights are the test suite's (``tests/helpers.py``): scaled so that every layer, the LSTM
+    included, shapes the output — seams would otherwise look better than they are."""
     folder.mkdir(parents=True, exist_ok=True)
-    for k, target in enumerate(CONFIG.targets):
-        net = openunmix.model.OpenUnmix(
-            nb_bins=CONFIG.nb_bins,
-            nb_channels=CONFIG.nb_channels,
-            hidden_size=CONFIG.hidden_size,
-            nb_layers=CONFIG.nb_layers,
-            max_bin=CONFIG.max_bin,
-        )
-        _randomize(net, seed + k)
-        torch.save(OrderedDict(net.state_dict()), folder / f"{target}-0123abcd.pth")
+    states = reference_state_dicts(import_openunmix(), CONFIG, seed=seed, legacy=False)
+    for target, state in states.items():
+        torch.save(state, folder / f"{target}-0123abcd.pth")
     return folder
 
 

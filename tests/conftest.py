@@ -43,18 +43,11 @@ def clip(clips: list[Path]) -> Path:
 
 @pytest.fixture(scope="session")
 def openunmix() -> types.ModuleType:
-    """Import openunmix 1.3.0 (test-only oracle) with an empty torchaudio stand-in.
+    """openunmix 1.3.0, the test-only oracle (see ``helpers.import_openunmix``)."""
+    from .helpers import import_openunmix
 
-    openunmix imports torchaudio at import time without needing it for the model, the
-    Wiener filter or the STFT; no torchaudio release matches our torch.
-    """
-    if "torchaudio" not in sys.modules:
-        try:
-            importlib.import_module("torchaudio")
-        except ImportError:
-            sys.modules["torchaudio"] = types.ModuleType("torchaudio")
     try:
-        return importlib.import_module("openunmix")
+        return import_openunmix()
     except ImportError as exc:  # pragma: no cover - CI installs it
         pytest.skip(f"openunmix oracle not installed ({exc})")
 
