@@ -31,20 +31,20 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+import scipy.fft
+import scipy.linalg
 from numpy.typing import ArrayLike
 
-from .correlation import lagged_xcorr
+from .correlation import fast_fft_length, frequency_slabs, gather_blocks, spectra
+from .filters import SOLVERS, DistortionFilters, distortion_filters
 from .framing import check_framing, window_bounds
-from .sdr import safe_db, stack_windows, window_chunks, window_sums
-from .validation import MetricsInputError, check_not_silent, check_pair
+from .parallel import nb_threads, ordered_map
+from .sdr import safe_db
+from .validation import MetricsInputError, channel_sum, check_not_silent, check_pair
 
-#: museval's diagonal loading of the Gram matrix (float64 machine epsilon, absolute)
-EPS = float(np.finfo(np.float64).eps)
 #: windows transformed together in the scoring stage (bounds memory)
 WINDOWS_PER_CHUNK = 8
 
@@ -62,136 +62,7 @@ class BSSEvalScores(NamedTuple):
     sar: np.ndarray
 
 
-@dataclass(frozen=True)
-class DistortionFilters:
-    """Least-squares projection filters estimated on the whole signal.
-
-    Attributes:
-        all_refs: ``(nb_sources * nb_channels * L, nb_sources * nb_channels)``: row
-            ``(j, c_in, lag)``, column ``(estimate, c_out)`` — the filters ``C`` from every
-            reference channel to every estimate channel.
-        own_ref: ``(nb_sources, nb_channels * L, nb_channels)``: for estimate ``j``, the
-            filters ``C_j`` from reference ``j`` alone, rows ``(c_in, lag)``.
-    """
-
-    all_refs: np.ndarray
-    own_ref: np.ndarray
-
-    @property
-    def nb_sources(self) -> int:
-        return int(self.own_ref.shape[0])
-
-    @property
-    def nb_channels(self) -> int:
-        return int(self.own_ref.shape[2])
-
-    @property
-    def length(self) -> int:
-        return int(self.own_ref.shape[1] // self.nb_channels)
-
-
-def gram_matrix(ref_corr: np.ndarray, filters_len: int) -> np.ndarray:
-    """Gram matrix of the delayed reference channels.
-
-    Args:
-        ref_corr: ``(P, P, 2L - 1)`` correlations ``R[a, b, L-1+k] = sum_n x_a[n] x_b[n+k]``.
-        filters_len: ``L``.
-
-    Returns:
-        ``(P L, P L)``, exactly symmetric; entry ``((a, p), (b, q))`` is the inner product
-        of channel ``a`` delayed by ``p`` with channel ``b`` delayed by ``q``, i.e.
-        ``R[a, b, p - q]``: a Toeplitz block per channel pair.
-    """
-    nb = ref_corr.shape[0]
-    size = filters_len
-    gram = np.empty((nb * size, nb * size))
-    for a in range(nb):
-        for b in range(a, nb):
-            lags = ref_corr[a, b]
-            if a == b:  # an autocorrelation is even; average away the rounding asymmetry
-                lags = (lags + lags[::-1]) / 2
-            # block[p, q] = lags[L-1 + p - q]: rows are reversed sliding windows
-            block = sliding_window_view(lags[::-1], size)[::-1]
-            gram[a * size : (a + 1) * size, b * size : (b + 1) * size] = block
-            gram[b * size : (b + 1) * size, a * size : (a + 1) * size] = block.T
-    return gram
-
-
-def cross_matrix(est_corr: np.ndarray, filters_len: int) -> np.ndarray:
-    """Inner products of the delayed reference channels with the estimate channels.
-
-    Args:
-        est_corr: ``(E, P, 2L - 1)`` correlations ``R[c, a, L-1+k] = sum_n e_c[n] x_a[n+k]``.
-        filters_len: ``L``.
-
-    Returns:
-        ``(P L, E)``; entry ``((a, l), c) = sum_n x_a[n - l] e_c[n]``.
-    """
-    nb_est, nb_ref = est_corr.shape[:2]
-    delayed = est_corr[:, :, filters_len - 1 :: -1]  # lag -l for l = 0 … L-1
-    return np.ascontiguousarray(delayed.transpose(1, 2, 0).reshape(nb_ref * filters_len, nb_est))
-
-
-def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """museval's solve: LU with partial pivoting, least squares if exactly singular."""
-    try:
-        return np.asarray(np.linalg.solve(matrix, rhs))
-    except np.linalg.LinAlgError:
-        return np.asarray(np.linalg.lstsq(matrix, rhs, rcond=None)[0])
-
-
-def distortion_filters(
-    references: np.ndarray,
-    estimates: np.ndarray,
-    filters_len: int = 512,
-    regularization: float = 0.0,
-) -> DistortionFilters:
-    """Estimate museval's v4 projection filters on the whole signal.
-
-    Args:
-        references, estimates: ``(nb_sources, nb_samples, nb_channels)``.
-        filters_len: taps ``L`` (Default: 512).
-        regularization: extra diagonal loading of the Gram matrix, relative to each
-            reference channel's energy (0: museval's ``eps`` only). See
-            :func:`bss_eval_v4`.
-
-    Returns:
-        the filters ``C`` (all references) and ``C_j`` (own reference) of every estimate.
-    """
-    nb_src, _, nb_ch = references.shape
-    rows = nb_src * nb_ch
-    corr = lagged_xcorr([references, estimates], [references], filters_len - 1)
-    gram = gram_matrix(corr[:rows], filters_len)
-    cross = cross_matrix(corr[rows:], filters_len)
-    del corr
-    diag = np.diag_indices_from(gram)
-    gram[diag] += EPS + regularization * gram[diag]
-    all_refs = _solve(gram, cross)
-    block = nb_ch * filters_len
-    own = np.empty((nb_src, block, nb_ch))
-    for j in range(nb_src):
-        rows_j = slice(j * block, (j + 1) * block)
-        own[j] = _solve(gram[rows_j, rows_j], cross[rows_j, j * nb_ch : (j + 1) * nb_ch])
-    return DistortionFilters(all_refs, own)
-
-
-def _fast_length(n: int) -> int:
-    """Smallest ``2^a 3^b 5^c >= n`` (fast FFT sizes)."""
-    best = 1 << int(np.ceil(np.log2(n)))
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
-def filter_spectra(filters: DistortionFilters, fft_size: int) -> np.ndarray:
+def filter_responses(filters: DistortionFilters, fft_size: int) -> np.ndarray:
     """Frequency responses of the projections, from reference channels to estimate channels.
 
     Rows ``(estimate, c_out)``: first the own-reference projections ``P_j`` (block
@@ -199,12 +70,17 @@ def filter_spectra(filters: DistortionFilters, fft_size: int) -> np.ndarray:
     ``(j, c_in)``.
 
     Returns:
-        ``(fft_size // 2 + 1, 2 nb_sources nb_channels, nb_sources nb_channels)`` complex.
+        ``(fft_size // 2 + 1, 2 nb_sources nb_channels, nb_sources nb_channels)`` complex:
+        times a column of reference spectra, the projections' spectra.
     """
     nb_src, nb_ch, taps = filters.nb_sources, filters.nb_channels, filters.length
     rows = nb_src * nb_ch
-    all_f = np.fft.rfft(filters.all_refs.reshape(rows, taps, rows), n=fft_size, axis=1)
-    own_f = np.fft.rfft(filters.own_ref.reshape(nb_src, nb_ch, taps, nb_ch), n=fft_size, axis=2)
+    all_f = scipy.fft.rfft(
+        filters.all_refs.reshape(rows, taps, rows), n=fft_size, axis=1
+    )  # (rows_in, F, rows_out)
+    own_f = scipy.fft.rfft(
+        filters.own_ref.reshape(nb_src, nb_ch, taps, nb_ch), n=fft_size, axis=2
+    )  # (j, c_in, F, c_out)
     out = np.zeros((all_f.shape[1], 2 * rows, rows), dtype=all_f.dtype)
     for j in range(nb_src):
         sl = slice(j * nb_ch, (j + 1) * nb_ch)
@@ -213,57 +89,71 @@ def filter_spectra(filters: DistortionFilters, fft_size: int) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class _Projector:
-    """Filter responses at one FFT size, and the weights turning ``|rfft|^2`` sums into
-    time-domain energies (Parseval)."""
-
-    spectra: np.ndarray
-    fft_size: int
-
-    @property
-    def weights(self) -> np.ndarray:
-        weights = np.full(self.fft_size // 2 + 1, 2.0 / self.fft_size)
-        weights[0] = 1.0 / self.fft_size
-        if self.fft_size % 2 == 0:
-            weights[-1] = 1.0 / self.fft_size
-        return weights
+def parseval_weights(fft_size: int) -> np.ndarray:
+    """Weights turning ``|rfft(x, fft_size)|^2`` sums over frequencies into ``sum x^2``."""
+    weights = np.full(fft_size // 2 + 1, 2.0 / fft_size)
+    weights[0] = 1.0 / fft_size
+    if fft_size % 2 == 0:
+        weights[-1] = 1.0 / fft_size
+    return weights
 
 
-def _projection_energies(
-    projector: _Projector, references: np.ndarray, estimates: np.ndarray, nb_channels: int
+#: the energies of :func:`window_energies`, in order
+ENERGIES = ("own", "proj", "spatial", "interference", "artifacts", "true", "error")
+
+
+def window_energies(
+    responses: np.ndarray, scale: np.ndarray, spec: np.ndarray, nb_rows: int
 ) -> np.ndarray:
-    """Energies of ``P_j, P, P_j - s, P - P_j, s_hat - P`` per window and source.
+    """Energies per window and channel row, computed from spectra (Parseval).
+
+    In order (:data:`ENERGIES`): ``|P_j|^2, |P|^2, |P_j - s|^2, |P - P_j|^2,
+    |s_hat - P|^2, |s|^2, |s_hat - s|^2``.
 
     Args:
-        projector: filter responses (from :func:`filter_spectra`) at a size of at least
-            ``window + L - 1`` (no circular wrap).
-        references, estimates: windows from :func:`~.sdr.stack_windows`,
-            ``(nb_windows, window, R)`` with ``R`` channel rows.
-        nb_channels: channels per source.
+        responses: from :func:`filter_responses`, ``(F, 2 R, R)``.
+        scale: square roots of :func:`parseval_weights`, ``(F,)``.
+        spec: spectra of the zero-padded windows, ``(2 R, nb_windows, F)``: reference
+            rows, then estimate rows; the FFT is at least ``window + L - 1`` long, so the
+            filtered windows do not wrap around.
+        nb_rows: ``R``, the reference channel rows.
 
     Returns:
-        ``(5, nb_sources, nb_windows)``.
+        ``(7, R, nb_windows)``.
     """
-    n, weights = projector.fft_size, projector.weights
-    refs = np.fft.rfft(references, n=n, axis=1).transpose(1, 2, 0)  # (F, R, nb_windows)
-    ests = np.fft.rfft(estimates, n=n, axis=1).transpose(1, 2, 0)
-    rows = refs.shape[1]
-    # per frequency: (2 R, R) filter responses times (R, nb_windows) reference spectra
-    proj = np.matmul(projector.spectra, refs)
-    own, full = proj[:, :rows], proj[:, rows:]
-    buffer = np.empty(refs.shape, dtype=refs.dtype)
-    energy = [_weighted_power(weights, proj)]  # P_j, then P
-    for a, b in ((own, refs), (full, own), (ests, full)):  # spatial, interference, artifacts
-        energy.append(_weighted_power(weights, np.subtract(a, b, out=buffer)))
-    total = np.concatenate(energy).reshape(5, rows // nb_channels, nb_channels, -1)
-    return np.asarray(total.sum(axis=2))
+    nb_win = spec.shape[1]
+    energy = np.zeros((len(ENERGIES), nb_rows * nb_win * 2))
+    own_resp, full_resp = responses[:, :nb_rows], responses[:, nb_rows:]
+    terms: np.ndarray | None = None
+    # weighted spectra: plain sums of squares are the time-domain energies
+    refs_slabs = frequency_slabs(spec[:nb_rows], scale)
+    slabs = zip(refs_slabs, frequency_slabs(spec[nb_rows:], scale), strict=True)
+    for (freqs, refs), (_, ests) in slabs:  # each (f, R, nb_windows), contiguous
+        if terms is None or terms.shape[1] != refs.shape[0]:
+            terms = np.empty((len(ENERGIES), *refs.shape), dtype=complex)
+        own, full = terms[0], terms[1]
+        np.matmul(own_resp[freqs], refs, out=own)  # P_j
+        np.matmul(full_resp[freqs], refs, out=full)  # P
+        np.subtract(own, refs, out=terms[2])  # spatial distortion
+        np.subtract(full, own, out=terms[3])  # interference
+        np.subtract(ests, full, out=terms[4])  # artifacts
+        terms[5] = refs
+        np.subtract(ests, refs, out=terms[6])  # the whole error (SDR)
+        flat = terms.view(np.float64).reshape(len(ENERGIES), refs.shape[0], -1)
+        energy += np.einsum("kfx,kfx->kx", flat, flat)
+    return np.asarray(energy.reshape(len(ENERGIES), nb_rows, nb_win, 2).sum(axis=-1))
 
 
-def _weighted_power(weights: np.ndarray, spec: np.ndarray) -> np.ndarray:
-    """``sum_f weights[f] |spec[f, ...]|^2`` (C-contiguous ``spec``), without temporaries."""
-    flat = spec.view(np.float64).reshape(spec.shape[0], -1)
-    return np.asarray(np.einsum("f,fk,fk->k", weights, flat, flat).reshape(-1, 2).sum(axis=1))
+def silent_windows(groups: list[np.ndarray], bounds: list[tuple[int, int]]) -> np.ndarray:
+    """museval's rule: a window is silent when any source of any group has a zero
+    channel sum at every sample of it. Returns ``(len(bounds),)`` booleans."""
+    silent = np.zeros(len(bounds), dtype=bool)
+    for i, (a, b) in enumerate(bounds):
+        for g in groups:
+            if not np.all(np.any(channel_sum(g[:, a:b]) != 0, axis=1)):
+                silent[i] = True
+                break
+    return silent
 
 
 def framewise_scores(
@@ -277,33 +167,44 @@ def framewise_scores(
 
     Args:
         references, estimates: ``(nb_sources, nb_samples, nb_channels)``.
-        filters: from :func:`distortion_filters`.
+        filters: from :func:`~.filters.distortion_filters`.
         window, hop: in samples.
 
     Returns:
         the four metrics, each ``(nb_sources, nb_windows)``.
     """
     nb_src, nb_samples, nb_ch = references.shape
+    rows = nb_src * nb_ch
     bounds = window_bounds(nb_samples, window, hop)
-    fft_size = _fast_length(bounds[0][1] - bounds[0][0] + filters.length - 1)
-    projector = _Projector(filter_spectra(filters, fft_size), fft_size)
-    out = np.full((4, nb_src, len(bounds)), np.nan)
-    for first, chunk in window_chunks(bounds, WINDOWS_PER_CHUNK):
-        refs = stack_windows(references, chunk)
-        ests = stack_windows(estimates, chunk)
-        true, err, silent = window_sums(refs, ests, nb_ch)
-        own, proj, spat, interf, artif = _projection_energies(projector, refs, ests, nb_ch)
+    length = bounds[0][1] - bounds[0][0]
+    fft_size = fast_fft_length(length + filters.length - 1)
+    responses = filter_responses(filters, fft_size)
+    scale = np.sqrt(parseval_weights(fft_size))
+
+    def score_chunk(first: int) -> np.ndarray:
+        chunk = bounds[first : first + WINDOWS_PER_CHUNK]
+        samples = gather_blocks([references, estimates], [a for a, _ in chunk], length, fft_size)
+        spec = spectra(samples)
+        del samples
+        energies = window_energies(responses, scale, spec, rows)
+        del spec
+        own, proj, spat, interf, artif, true, err = energies.reshape(
+            len(ENERGIES), nb_src, nb_ch, len(chunk)
+        ).sum(axis=2)
         scores = np.stack(
             [
-                safe_db(true.T, err.T),
-                safe_db(true.T, spat),
+                safe_db(true, err),
+                safe_db(true, spat),
                 safe_db(own, interf),
                 safe_db(proj, artif),
             ]
-        )
-        scores[:, :, silent] = np.nan
-        out[:, :, first : first + len(chunk)] = scores
-    return BSSEvalScores(*out)
+        )  # (4, nb_sources, nb_windows)
+        scores[:, :, silent_windows([references, estimates], chunk)] = np.nan
+        return scores
+
+    firsts = range(0, len(bounds), WINDOWS_PER_CHUNK)
+    chunks = ordered_map(score_chunk, firsts, nb_threads())
+    return BSSEvalScores(*np.concatenate(list(chunks), axis=2))
 
 
 def bss_eval_v4(
@@ -313,6 +214,8 @@ def bss_eval_v4(
     hop: int = 44100,
     filters_len: int = 512,
     regularization: float = 0.0,
+    *,
+    solver: str = "schur",
 ) -> BSSEvalScores:
     """BSSEval v4 as computed by museval 0.4.1 (``museval.evaluate``, mode ``"v4"``).
 
@@ -353,5 +256,7 @@ def bss_eval_v4(
     if not regularization >= 0:
         raise MetricsInputError(f"regularization must be >= 0, got {regularization!r}")
     check_not_silent(refs, ests)
-    filters = distortion_filters(refs, ests, filters_len, float(regularization))
+    if solver not in SOLVERS:
+        raise MetricsInputError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    filters = distortion_filters(refs, ests, filters_len, float(regularization), solver)
     return framewise_scores(refs, ests, filters, window, hop)

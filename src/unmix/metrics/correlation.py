@@ -3,58 +3,120 @@
 BSSEval needs the inner products between every reference channel delayed by
 ``0 … L-1`` samples and every reference or estimate channel, i.e. cross-correlations
 at lags ``|k| < L`` only. museval gets them from one full-length FFT product per pair of
-channels (about a hundred FFTs of ``2^23`` points for a 3-minute song). Here every
-signal is cut into blocks, each block is transformed once, and the per-pair products are
-summed over blocks with a matrix product per frequency (linearity of the inverse FFT);
-one short inverse FFT per pair then gives all lags. The result is the same exact linear
-correlation (zero padding removes any circular wrap), with far fewer transforms.
+channels (about a hundred FFTs of ``2^23`` points for a 3-minute song). Here:
+
+1. the signal is cut into blocks of ``B`` samples; every channel of every block is
+   transformed **once** (``x`` and ``y`` channels share their transforms), with enough zero
+   padding (``B + max_lag``) that the block's correlations at ``|k| <= max_lag`` have no
+   circular wrap;
+2. the cross-spectra are summed over blocks with one small matrix product per frequency
+   (linearity of the inverse FFT), and one inverse FFT per channel pair gives all lags;
+3. the products that straddle a block boundary (at most ``max_lag`` samples on each side)
+   are added from short transforms of the ``2 max_lag`` samples around each boundary.
+
+The result is the exact linear correlation of the whole signals (zero outside them).
+Data stay time-major (``(time, block, channel)``), so that the per-frequency matrices are
+strided views that BLAS takes without copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+import scipy.fft
 
-#: FFT length of the correlation blocks (each block carries 2·max_lag samples of margin)
+from .parallel import nb_threads, ordered_map
+
+#: FFT length of the correlation blocks
 BLOCK_FFT = 16384
-#: blocks transformed together (bounds memory: about 3 MB per block for 4 stereo pairs)
+#: blocks transformed together (bounds memory: about 40 MB for 16 channels)
 BLOCKS_PER_CHUNK = 16
+#: complex values in one frequency slab (64k: 1 MB, a few of them fit in the caches)
+SLAB_ELEMENTS = 1 << 16
 
 
-def channels_segment(groups: Sequence[np.ndarray], start: int, stop: int) -> np.ndarray:
-    """Samples ``start:stop`` of every channel of every source, zero outside the signal.
+def gather_blocks(
+    groups: Sequence[np.ndarray], starts: Sequence[int], length: int, size: int
+) -> np.ndarray:
+    """Zero-padded blocks of every channel, channel-major, ready for an FFT.
 
     Args:
         groups: arrays ``(nb_sources, nb_samples, nb_channels)`` of the same length.
-        start, stop: sample range; may reach outside ``[0, nb_samples)``.
+        starts: first sample of each block; a block may reach outside
+            ``[0, nb_samples)``, where the signals are taken as zero.
+        length: samples per block.
+        size: padded length (``>= length``); the block's samples come first.
 
     Returns:
-        ``(stop - start, sum of nb_sources * nb_channels)`` float64, time-major; columns
-        ordered by group, then source, then channel.
+        ``(rows, len(starts), size)`` float64, ``rows`` ordered by group, then source,
+        then channel; entry ``[r, b, t]`` is sample ``starts[b] + t`` of row ``r``.
     """
-    cols = sum(g.shape[0] * g.shape[2] for g in groups)
-    out = np.zeros((stop - start, cols))
+    rows = sum(g.shape[0] * g.shape[2] for g in groups)
+    out = np.empty((rows, len(starts), size))
+    out[:, :, length:] = 0
     nb_samples = groups[0].shape[1]
-    lo, hi = max(start, 0), min(stop, nb_samples)
-    col = 0
-    for g in groups:
-        k = g.shape[0] * g.shape[2]
-        if hi > lo:
-            out[lo - start : hi - start, col : col + k].reshape(hi - lo, g.shape[0], -1)[:] = g[
-                :, lo:hi
-            ].transpose(1, 0, 2)
-        col += k
+    for b, a in enumerate(starts):
+        lo, hi = max(a, 0), min(a + length, nb_samples)
+        out[:, b, : max(0, min(lo - a, length))] = 0
+        out[:, b, max(0, hi - a) : length] = 0
+        if hi <= lo:
+            continue
+        row = 0
+        for g in groups:
+            for src in g:  # (nb_samples, nb_channels): a transposed copy per source
+                out[row : row + g.shape[2], b, lo - a : hi - a] = src[lo:hi].T
+                row += g.shape[2]
     return out
 
 
-def _block_length(nb_samples: int, max_lag: int) -> tuple[int, int]:
-    """``(fft_size, block)``: FFT length and samples per block (``fft_size - 2 max_lag``)."""
-    need = nb_samples + 2 * max_lag
-    fft_size = 1 << int(np.ceil(np.log2(max(need, 4 * max_lag + 2))))
-    fft_size = min(fft_size, max(BLOCK_FFT, 1 << int(np.ceil(np.log2(8 * max_lag + 2)))))
-    return fft_size, fft_size - 2 * max_lag
+def spectra(blocks: np.ndarray) -> np.ndarray:
+    """Real FFT of :func:`gather_blocks` output along time: ``(rows, nb_blocks, F)``."""
+    return np.asarray(scipy.fft.rfft(blocks, axis=-1))
+
+
+def fast_fft_length(n: int) -> int:
+    """A length ``>= n`` for which real FFTs are fast: ``2^a`` times 1, 3, 5, 9 or 11.
+
+    (pocketfft's general ``next_fast_len`` also picks 7-smooth lengths, which are
+    noticeably slower, e.g. 45000 against 45056 for one second at 44.1 kHz.)
+    """
+    best = 1 << max(0, (n - 1).bit_length())
+    for odd in (3, 5, 9, 11):
+        size = odd
+        while size < n:
+            size *= 2
+        best = min(best, size)
+    return best
+
+
+def frequency_slabs(
+    spec: np.ndarray, scale: np.ndarray | None = None
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Slabs of frequencies of ``spec`` ``(rows, nb_blocks, F)``, frequency-major.
+
+    Yields ``(freqs, slab)`` with ``slab`` ``(len(freqs), rows, nb_blocks)`` contiguous: in
+    that layout the per-frequency matrices are BLAS-ready, and a slab is small enough for
+    the work on it to stay in the CPU caches (the whole spectra would not). ``scale``
+    ``(F,)`` multiplies each frequency on the way.
+    """
+    rows, nb_blocks, nb_freqs = spec.shape
+    step = max(16, SLAB_ELEMENTS // max(1, rows * nb_blocks))
+    flat = spec.reshape(rows * nb_blocks, nb_freqs)
+    for f0 in range(0, nb_freqs, step):
+        freqs = slice(f0, min(f0 + step, nb_freqs))
+        if scale is None:
+            slab = np.ascontiguousarray(flat[:, freqs].T)
+        else:
+            slab = np.multiply(flat[:, freqs].T, scale[freqs, None], order="C")
+        yield freqs, slab.reshape(-1, rows, nb_blocks)
+
+
+def _lags(summed: np.ndarray, fft_size: int, max_lag: int) -> np.ndarray:
+    """Lags ``-max_lag … max_lag`` of ``irfft(conj(summed))``: ``(rows, nb_y, 2 max_lag + 1)``."""
+    full = scipy.fft.irfft(summed.conj(), n=fft_size, axis=0)
+    picked = np.concatenate([full[fft_size - max_lag :], full[: max_lag + 1]])
+    return np.ascontiguousarray(picked.transpose(1, 2, 0))
 
 
 def lagged_xcorr(
@@ -66,29 +128,72 @@ def lagged_xcorr(
 
     Args:
         x_groups, y_groups: arrays ``(nb_sources, nb_samples, nb_channels)``, all of the
-            same length; ``p`` and ``q`` run over their (source, channel) rows as in
-            :func:`channels_segment`.
+            same length; ``p`` and ``q`` run over their (source, channel) rows in order.
+            When ``y_groups`` is a leading part of ``x_groups`` (BSSEval's case: references
+            against references and estimates) the transforms are shared.
         max_lag: largest lag in samples.
 
     Returns:
         ``(nb_x_rows, nb_y_rows, 2 max_lag + 1)`` float64.
     """
-    nb_samples = x_groups[0].shape[1]
-    fft_size, block = _block_length(nb_samples, max_lag)
+    x_groups, y_groups = list(x_groups), list(y_groups)
+    shared = len(y_groups) <= len(x_groups) and all(
+        a is b for a, b in zip(x_groups, y_groups, strict=False)
+    )
+    groups = x_groups if shared else x_groups + y_groups
+    nb_x = sum(g.shape[0] * g.shape[2] for g in x_groups)
+    nb_y = sum(g.shape[0] * g.shape[2] for g in y_groups)
+    ys = slice(0, nb_y) if shared else slice(nb_x, nb_x + nb_y)
+
+    def accumulate(acc: np.ndarray, x_spec: np.ndarray, y_spec: np.ndarray) -> None:
+        """``acc[f] += sum_b X[p, b, f] conj(Y[q, b, f])`` (spectra ``(rows, nb, F)``)."""
+        pairs = zip(frequency_slabs(x_spec), frequency_slabs(y_spec), strict=True)
+        for (freqs, x), (_, y) in pairs:
+            acc[freqs] += np.matmul(x[:, :nb_x], y[:, ys].conj().transpose(0, 2, 1))
+
+    nb_samples = groups[0].shape[1]
+    # blocks of B samples, padded to fft_size >= B + max_lag: no wrap at the lags kept
+    fft_size = fast_fft_length(max(min(BLOCK_FFT, nb_samples) + max_lag, 4 * max_lag + 1))
+    block = fft_size - max_lag
     nb_blocks = -(-nb_samples // block)
-    acc: np.ndarray | None = None
-    for b0 in range(0, nb_blocks, BLOCKS_PER_CHUNK):
-        b1 = min(b0 + BLOCKS_PER_CHUNK, nb_blocks)
-        n = b1 - b0
-        xs = channels_segment(x_groups, b0 * block, b1 * block)
-        x_spec = np.fft.rfft(xs.reshape(n, block, -1), n=fft_size, axis=1)  # (n, F, rows)
-        ys = channels_segment(y_groups, b0 * block - max_lag, b1 * block + max_lag)
-        y_blocks = sliding_window_view(ys, block + 2 * max_lag, axis=0)[::block]
-        y_spec = np.fft.rfft(np.moveaxis(y_blocks, -1, 1), n=fft_size, axis=1).conj()
-        # per frequency: (nb_x_rows, n) @ (n, nb_y_rows), summed over the blocks; this is
-        # the conjugate of the cross-spectrum sum (conjugating the y side is cheaper)
-        prod = np.matmul(x_spec.transpose(1, 2, 0), y_spec.transpose(1, 0, 2))
-        acc = prod if acc is None else acc + prod
-    assert acc is not None
-    lags = np.fft.irfft(acc.conj(), n=fft_size, axis=0)[: 2 * max_lag + 1]
-    return np.ascontiguousarray(lags.transpose(1, 2, 0))
+
+    def blocks_part(b0: int) -> np.ndarray:
+        starts = [b * block for b in range(b0, min(b0 + BLOCKS_PER_CHUNK, nb_blocks))]
+        spec = spectra(gather_blocks(groups, starts, block, fft_size))
+        part = np.zeros((fft_size // 2 + 1, nb_x, nb_y), dtype=complex)
+        accumulate(part, spec, spec)
+        return part
+
+    # products across the block boundaries: max_lag samples on each side of each boundary
+    bounds = [b * block for b in range(1, nb_blocks)] if max_lag > 0 else []
+    seg_fft = fast_fft_length(3 * max_lag + 1)
+    per_chunk = max(1, (BLOCKS_PER_CHUNK * block) // (2 * max_lag + 1))
+
+    def boundaries_part(i: int) -> np.ndarray:
+        starts = [t - max_lag for t in bounds[i : i + per_chunk]]
+        segs = gather_blocks(groups, starts, 2 * max_lag, seg_fft)
+        left = segs.copy()
+        left[:, :, max_lag:] = 0
+        segs[:, :, :max_lag] = 0  # now the right halves
+        spec_l, spec_r = spectra(left), spectra(segs)
+        part = np.zeros((seg_fft // 2 + 1, nb_x, nb_y), dtype=complex)
+        accumulate(part, spec_l, spec_r)
+        accumulate(part, spec_r, spec_l)
+        return part
+
+    threads = nb_threads()
+    # partial sums are added in chunk order, whatever the threads: deterministic results
+    acc = sum_in_order(ordered_map(blocks_part, range(0, nb_blocks, BLOCKS_PER_CHUNK), threads))
+    result = _lags(acc, fft_size, max_lag)
+    if bounds:
+        parts = ordered_map(boundaries_part, range(0, len(bounds), per_chunk), threads)
+        result += _lags(sum_in_order(parts), seg_fft, max_lag)
+    return result
+
+
+def sum_in_order(parts: Iterator[np.ndarray]) -> np.ndarray:
+    """The sum of arrays, added one by one in order (the first one is reused)."""
+    total = next(parts)
+    for part in parts:
+        total += part
+    return total

@@ -1,0 +1,233 @@
+"""Distortion filters of BSSEval v4: the least-squares projections onto the references.
+
+For every estimate ``s_hat_j`` museval solves, once on the whole signal (v4),
+
+* ``(G + eps I) C = D``: filters from **all** references to ``s_hat_j``, and
+* ``(G_jj + eps I) C_j = D_j``: filters from reference ``j`` alone,
+
+where ``G`` is the Gram matrix of the references delayed by ``0 … L-1`` samples
+(``nb_sources * nb_channels * L`` unknowns: 4096 for 4 stereo sources and 512 taps) and
+``D`` holds their inner products with the estimate. museval factors the dense ``G`` with LU
+once per estimate. Here the one ``G`` shared by all estimates is factored once, by the
+generalized Schur algorithm on its block-Toeplitz structure (:mod:`.toeplitz`), and the
+solution is accepted only when its residual is as small as a dense solver's; otherwise
+(and for ``solver="lu"``) the dense path runs. The own-reference systems are small
+(1024 unknowns) and solved densely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .correlation import lagged_xcorr
+from .parallel import nb_threads, ordered_map
+from .toeplitz import NotPositiveDefinite, block_toeplitz_cholesky, block_toeplitz_matvec
+
+#: museval's diagonal loading of the Gram matrix (float64 machine epsilon, absolute)
+EPS = float(np.finfo(np.float64).eps)
+#: largest accepted ``max|D - G C| / max|D|`` of the fast solver (a dense LU: about 1e-13)
+RESIDUAL_TOLERANCE = 1e-11
+#: ``"schur"``: block-Toeplitz factorization, checked; ``"lu"``: museval's dense LU
+SOLVERS = ("schur", "lu")
+
+
+@dataclass(frozen=True)
+class DistortionFilters:
+    """Least-squares projection filters estimated on the whole signal.
+
+    Attributes:
+        all_refs: ``(nb_sources * nb_channels * L, nb_sources * nb_channels)``: row
+            ``(j, c_in, lag)``, column ``(estimate, c_out)`` — the filters ``C`` from every
+            reference channel to every estimate channel.
+        own_ref: ``(nb_sources, nb_channels * L, nb_channels)``: for estimate ``j``, the
+            filters ``C_j`` from reference ``j`` alone, rows ``(c_in, lag)``.
+    """
+
+    all_refs: np.ndarray
+    own_ref: np.ndarray
+
+    @property
+    def nb_sources(self) -> int:
+        return int(self.own_ref.shape[0])
+
+    @property
+    def nb_channels(self) -> int:
+        return int(self.own_ref.shape[2])
+
+    @property
+    def length(self) -> int:
+        return int(self.own_ref.shape[1] // self.nb_channels)
+
+
+def gram_matrix(ref_corr: np.ndarray, filters_len: int) -> np.ndarray:
+    """Gram matrix of the delayed reference channels.
+
+    Args:
+        ref_corr: ``(P, P, 2L - 1)`` correlations ``R[a, b, L-1+k] = sum_n x_a[n] x_b[n+k]``.
+        filters_len: ``L``.
+
+    Returns:
+        ``(P L, P L)``, exactly symmetric; entry ``((a, p), (b, q))`` is the inner product
+        of channel ``a`` delayed by ``p`` with channel ``b`` delayed by ``q``, i.e.
+        ``R[a, b, p - q]``: a Toeplitz block per channel pair.
+    """
+    nb = ref_corr.shape[0]
+    size = filters_len
+    gram = np.empty((nb * size, nb * size))
+    for a in range(nb):
+        for b in range(a, nb):
+            lags = ref_corr[a, b]
+            if a == b:  # an autocorrelation is even; average away the rounding asymmetry
+                lags = (lags + lags[::-1]) / 2
+            # block[p, q] = lags[L-1 + p - q]: rows are reversed sliding windows
+            block = sliding_window_view(lags[::-1], size)[::-1]
+            gram[a * size : (a + 1) * size, b * size : (b + 1) * size] = block
+            gram[b * size : (b + 1) * size, a * size : (a + 1) * size] = block.T
+    return gram
+
+
+def cross_matrix(est_corr: np.ndarray, filters_len: int) -> np.ndarray:
+    """Inner products of the delayed reference channels with the estimate channels.
+
+    Args:
+        est_corr: ``(E, P, 2L - 1)`` correlations ``R[c, a, L-1+k] = sum_n e_c[n] x_a[n+k]``.
+        filters_len: ``L``.
+
+    Returns:
+        ``(P L, E)``; entry ``((a, l), c) = sum_n x_a[n - l] e_c[n]``.
+    """
+    nb_est, nb_ref = est_corr.shape[:2]
+    delayed = est_corr[:, :, filters_len - 1 :: -1]  # lag -l for l = 0 … L-1
+    return np.ascontiguousarray(delayed.transpose(1, 2, 0).reshape(nb_ref * filters_len, nb_est))
+
+
+def toeplitz_blocks(ref_corr: np.ndarray, filters_len: int) -> np.ndarray:
+    """First block column of the Gram matrix ordered lag-major (unknown ``(lag, channel)``).
+
+    Entry ``[d, a, b]`` equals :func:`gram_matrix` ``[(a, d), (b, 0)]`` exactly (the same
+    symmetrisation of the autocorrelations), so both describe the same matrix.
+
+    Returns:
+        ``(L, P, P)``: block ``(i, j)`` of the lag-major Gram matrix is ``[i - j]`` below
+        the diagonal and ``[j - i].T`` above it.
+    """
+    nb = ref_corr.shape[0]
+    mid = filters_len - 1
+    blocks = np.empty((filters_len, nb, nb))
+    for a in range(nb):
+        lags = ref_corr[a, a]
+        blocks[:, a, a] = ((lags + lags[::-1]) / 2)[mid:]
+        for b in range(a + 1, nb):
+            blocks[:, a, b] = ref_corr[a, b, mid:]
+            blocks[:, b, a] = ref_corr[a, b, mid::-1]
+    return blocks
+
+
+def museval_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """museval's solve: LU with partial pivoting, least squares if exactly singular."""
+    try:
+        return np.asarray(np.linalg.solve(matrix, rhs))
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.lstsq(matrix, rhs, rcond=None)[0])
+
+
+def dense_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve the symmetric system ``matrix @ x = rhs``: Cholesky, else museval's LU.
+
+    Cholesky when the matrix is numerically positive definite (a Gram matrix plus
+    ``eps`` loading usually is: half the work of LU, the same solution to rounding).
+    """
+    try:
+        factor = scipy.linalg.cho_factor(matrix, check_finite=False)
+    except np.linalg.LinAlgError:
+        return museval_solve(matrix, rhs)
+    return np.asarray(scipy.linalg.cho_solve(factor, rhs, check_finite=False))
+
+
+def _load(matrix: np.ndarray, regularization: float) -> None:
+    """museval's ``+ eps I``, plus the opt-in loading relative to the diagonal (in place)."""
+    diag = np.diag_indices_from(matrix)
+    matrix[diag] += EPS + regularization * matrix[diag]
+
+
+def _schur_solve(
+    ref_corr: np.ndarray, rhs: np.ndarray, filters_len: int, regularization: float
+) -> np.ndarray | None:
+    """``G^-1 rhs`` by the block-Toeplitz factorization; None when it is not trustworthy."""
+    nb_rows = ref_corr.shape[0]
+    blocks = toeplitz_blocks(ref_corr, filters_len)
+    _load(blocks[0], regularization)
+    # lag-major order: unknown (lag l, channel a) <-> channel-major row a * L + l
+    perm = (np.arange(nb_rows)[None, :] * filters_len + np.arange(filters_len)[:, None]).ravel()
+    try:
+        factor = (block_toeplitz_cholesky(blocks), True)
+    except NotPositiveDefinite:
+        return None
+    target = rhs[perm]
+    solution = np.asarray(scipy.linalg.cho_solve(factor, target, check_finite=False))
+    scale = float(np.max(np.abs(target))) or 1.0
+    for _ in range(2):  # accept, or refine once and check again
+        residual = target - block_toeplitz_matvec(blocks, solution)
+        if float(np.max(np.abs(residual))) <= RESIDUAL_TOLERANCE * scale:
+            out: np.ndarray = np.empty_like(solution)
+            out[perm] = solution
+            return out
+        solution += scipy.linalg.cho_solve(factor, residual, check_finite=False)
+    return None
+
+
+def distortion_filters(
+    references: np.ndarray,
+    estimates: np.ndarray,
+    filters_len: int = 512,
+    regularization: float = 0.0,
+    solver: str = "schur",
+) -> DistortionFilters:
+    """Estimate museval's v4 projection filters on the whole signal.
+
+    Args:
+        references, estimates: ``(nb_sources, nb_samples, nb_channels)``.
+        filters_len: taps ``L`` (Default: 512).
+        regularization: extra diagonal loading of the Gram matrix, relative to each
+            reference channel's energy (0: museval's ``eps`` only). See
+            :func:`~unmix.metrics.bss_eval_v4`.
+        solver: ``"schur"`` (default) or ``"lu"`` (museval's dense LU throughout).
+
+    Returns:
+        the filters ``C`` (all references) and ``C_j`` (own reference) of every estimate.
+    """
+    nb_src, _, nb_ch = references.shape
+    rows = nb_src * nb_ch
+    corr = lagged_xcorr([references, estimates], [references], filters_len - 1)
+    ref_corr = corr[:rows]
+    cross = cross_matrix(corr[rows:], filters_len)
+    own_solve = museval_solve if solver == "lu" else dense_solve
+
+    def dense_all() -> np.ndarray:
+        gram = gram_matrix(ref_corr, filters_len)
+        _load(gram, regularization)
+        return own_solve(gram, cross)
+
+    def all_refs() -> np.ndarray:
+        if solver == "lu":
+            return dense_all()
+        fast = _schur_solve(ref_corr, cross, filters_len, regularization)
+        return dense_all() if fast is None else fast
+
+    def own_ref(j: int) -> np.ndarray:
+        sl = slice(j * nb_ch, (j + 1) * nb_ch)
+        gram = gram_matrix(ref_corr[sl, sl], filters_len)
+        _load(gram, regularization)
+        block = slice(j * nb_ch * filters_len, (j + 1) * nb_ch * filters_len)
+        return own_solve(gram, cross[block, sl])
+
+    if nb_src == 1:  # the same system twice: museval's two identical solves agree exactly
+        full = all_refs()
+        return DistortionFilters(full, full[None].copy())
+    tasks = [-1, *range(nb_src)]
+    results = list(ordered_map(lambda j: all_refs() if j < 0 else own_ref(j), tasks, nb_threads()))
+    return DistortionFilters(results[0], np.stack(results[1:]))
