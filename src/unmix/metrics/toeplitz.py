@@ -63,6 +63,7 @@ def block_toeplitz_cholesky(blocks: np.ndarray) -> np.ndarray:
     first = _chol(blocks[0])
     # generator [u, v] with T - Z T Z^T = u u^T - v v^T (Z: shift down by one block)
     u = np.ascontiguousarray(_lower_solve(first, blocks.reshape(n, p).T).T)
+    u[:p] = first  # R0 L0^-T = L0, exactly lower triangular
     v = u.copy()
     v[:p] = 0
     upper = np.zeros((n, n))  # L^T, filled by rows: contiguous writes
