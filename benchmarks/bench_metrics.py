@@ -50,8 +50,13 @@ def _clips() -> list[Path]:
     return sorted(PREVIEW.glob("*.stem.mp4")) if PREVIEW.is_dir() else []
 
 
-def make_signals(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(references, estimates, description)``, each ``(4, seconds * 44100, 2)`` float32."""
+def make_signals(
+    seconds: float, seed: int = 0, first_clip: int = 0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(references, estimates, description)``, each ``(4, seconds * 44100, 2)`` float32.
+
+    The stems of the preview clips from ``first_clip`` on, joined end to end.
+    """
     from unmix import audio
 
     length = int(seconds * RATE)
@@ -59,14 +64,14 @@ def make_signals(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
     clips = _clips()
     if clips:
         parts, have = [], 0
-        for clip in clips:
+        for clip in clips[first_clip:]:
             stems, _ = audio.read_stems(clip)
             parts.append(stems[1:])
             have += stems.shape[-1]
             if have >= length:
                 break
         refs = np.concatenate(parts, axis=-1)[..., :length].transpose(0, 2, 1)
-        what = f"MUSDB18 preview stems ({len(parts)} clips joined)"
+        what = f"MUSDB18 preview stems ({len(parts)} clips from #{first_clip} joined)"
     else:
         refs = 0.1 * rng.standard_normal((4, length, 2))
         what = "white noise (preview clips not found)"
@@ -79,8 +84,9 @@ def make_signals(seconds: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
 
 def run_worker(impl: str, data: Path, out: Path) -> None:
     """Score the saved signals with one implementation; print one JSON line."""
-    with np.load(data) as f:
-        refs, ests = f["references"], f["estimates"]
+    # two .npy files: np.load reads each straight into its array (an .npz goes through
+    # zip buffers and inflates the "before" memory figure)
+    refs, ests = np.load(data / "references.npy"), np.load(data / "estimates.npy")
     base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if impl == "museval":
         museval = import_museval()
@@ -104,7 +110,18 @@ def _child(impl: str, data: Path, out: Path) -> dict[str, float]:
     return result
 
 
-def speed(seconds_list: list[float], repeat: int) -> None:
+def solver_path(refs: np.ndarray, ests: np.ndarray) -> str:
+    """Which path unmix's solver takes on these signals (the Gram matrix's conditioning)."""
+    from unmix.metrics import filters
+    from unmix.metrics.correlation import lagged_xcorr
+
+    rows = refs.shape[0] * refs.shape[2]
+    corr = lagged_xcorr([refs, ests], [refs], 511)
+    fast = filters._schur_solve(corr[:rows], filters.cross_matrix(corr[rows:], 512), 512, 0.0)
+    return "Schur" if fast is not None else "indefinite Gram: LU"
+
+
+def speed(seconds_list: list[float], repeat: int, first_clip: int = 0) -> None:
     import unmix
 
     print(
@@ -112,15 +129,19 @@ def speed(seconds_list: list[float], repeat: int) -> None:
         f"python {platform.python_version()}, numpy {np.__version__}, unmix {unmix.__version__}"
     )
     print(
-        "| audio | signals | museval s | unmix s | speed-up | museval peak MB | unmix peak MB "
+        "| audio | signals | museval s | unmix s | speed-up | museval peak MB (before the call) "
+        "| unmix peak MB (before) "
         "| max abs diff SDR / ISR / SIR / SAR (dB) |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in seconds_list:
-            refs, ests, what = make_signals(seconds)
-            data = Path(tmp) / "signals.npz"
-            np.savez(data, references=refs, estimates=ests)
+            refs, ests, what = make_signals(seconds, first_clip=first_clip)
+            what += f"; {solver_path(refs, ests)}"
+            data = Path(tmp) / "signals"
+            data.mkdir(exist_ok=True)
+            np.save(data / "references.npy", refs)
+            np.save(data / "estimates.npy", ests)
             del refs, ests
             runs: dict[str, list[dict[str, float]]] = {"museval": [], "unmix": []}
             for _ in range(repeat):  # alternate, so that drifts in machine load hit both
@@ -130,6 +151,7 @@ def speed(seconds_list: list[float], repeat: int) -> None:
             diffs = " / ".join(f"{np.nanmax(np.abs(a[k] - b[k])):.1e}" for k in range(4))
             med = {k: float(np.median([r["seconds"] for r in v])) for k, v in runs.items()}
             peak = {k: float(np.median([r["peak_mb"] for r in v])) for k, v in runs.items()}
+            base = {k: float(np.median([r["base_mb"] for r in v])) for k, v in runs.items()}
             ratios = [
                 m["seconds"] / u["seconds"]
                 for m, u in zip(runs["museval"], runs["unmix"], strict=True)
@@ -137,7 +159,8 @@ def speed(seconds_list: list[float], repeat: int) -> None:
             print(
                 f"| {seconds:g} s | {what} | {med['museval']:.2f} | {med['unmix']:.2f} | "
                 f"{np.median(ratios):.1f}x (runs {min(ratios):.1f}-{max(ratios):.1f}) | "
-                f"{peak['museval']:.0f} | {peak['unmix']:.0f} | {diffs} |",
+                f"{peak['museval']:.0f} ({base['museval']:.0f}) | "
+                f"{peak['unmix']:.0f} ({base['unmix']:.0f}) | {diffs} |",
                 flush=True,
             )
 
@@ -198,6 +221,7 @@ def main() -> None:
     s = sub.add_parser("speed", help="time museval and unmix, alternating")
     s.add_argument("--seconds", type=float, nargs="+", default=[30.0, 180.0])
     s.add_argument("--repeat", type=int, default=3)
+    s.add_argument("--first-clip", type=int, default=0, help="join the clips from this one on")
     c = sub.add_parser("conditioning", help="agreement on band-limited stems")
     c.add_argument("--clips", type=int, default=4)
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
@@ -206,7 +230,7 @@ def main() -> None:
     w.add_argument("out", type=Path)
     args = parser.parse_args()
     if args.command == "speed":
-        speed(args.seconds, args.repeat)
+        speed(args.seconds, args.repeat, args.first_clip)
     elif args.command == "conditioning":
         conditioning(args.clips)
     else:

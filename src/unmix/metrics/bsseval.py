@@ -17,10 +17,12 @@ than the window) and::
     SIR = 10 log10(|P_j|^2 / |P - P_j|^2)
     SAR = 10 log10(|P|^2 / |s_hat - P|^2)
 
-with sums over the samples and channels of the (padded) window. This module computes the
-same quantities faster: correlations by blocks of FFTs (:mod:`.correlation`), one LU
-factorisation shared by all estimates, and window energies in the frequency domain
-(Parseval), so no filtered signal is ever formed in the time domain.
+with sums over the samples and channels of the (padded) window. The filters come from
+:mod:`.filters` (correlations by blocks of FFTs in :mod:`.correlation`, one block-Toeplitz
+factorization shared by all estimates in :mod:`.toeplitz`); this module scores the windows
+with their energies computed in the frequency domain (Parseval), so no filtered signal is
+ever formed in the time domain. Chunks of windows run on a few threads
+(:mod:`.parallel`); the results do not depend on how many.
 
 References:
     E. Vincent, R. Gribonval, C. Févotte, "Performance measurement in blind audio source

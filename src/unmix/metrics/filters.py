@@ -31,7 +31,10 @@ from .toeplitz import NotPositiveDefinite, block_toeplitz_cholesky, block_toepli
 EPS = float(np.finfo(np.float64).eps)
 #: largest accepted normwise backward error ``max|D - G C| / (|G| max|C| + max|D|)`` of
 #: the fast solver (a dense LU reaches about 1e-16 on these systems, the Schur factor less)
-BACKWARD_ERROR_TOLERANCE = 1e-14
+BACKWARD_ERROR_TOLERANCE = 1e-15
+#: diagonal loadings tried for the factorization, relative to the largest diagonal entry
+#: (0 first; the others only when rounding makes the Gram matrix indefinite)
+ROUNDING_LOADINGS = (0.0, 1e-15, 1e-14)
 #: ``"schur"``: block-Toeplitz factorization, checked; ``"lu"``: museval's dense LU
 SOLVERS = ("schur", "lu")
 
@@ -158,28 +161,41 @@ def _load(matrix: np.ndarray, regularization: float) -> None:
 def _schur_solve(
     ref_corr: np.ndarray, rhs: np.ndarray, filters_len: int, regularization: float
 ) -> np.ndarray | None:
-    """``G^-1 rhs`` by the block-Toeplitz factorization; None when it is not trustworthy."""
+    """``G^-1 rhs`` by the block-Toeplitz factorization; None when it is not trustworthy.
+
+    The solution is accepted when its normwise backward error for museval's system
+    ``G + eps I`` is at most :data:`BACKWARD_ERROR_TOLERANCE` (museval's LU: about 1e-16).
+    Some band-limited references make ``G`` indefinite by rounding (eigenvalues of
+    ``-1e-17`` times the largest): then ``G + delta I`` is factored instead, ``delta`` at
+    most ``1e-14`` times the largest diagonal entry (below the rounding error of ``G``
+    itself), and used to solve the unloaded system with one step of iterative refinement,
+    under the same acceptance test.
+    """
     nb_rows = ref_corr.shape[0]
     blocks = toeplitz_blocks(ref_corr, filters_len)
     _load(blocks[0], regularization)
     # lag-major order: unknown (lag l, channel a) <-> channel-major row a * L + l
     perm = (np.arange(nb_rows)[None, :] * filters_len + np.arange(filters_len)[:, None]).ravel()
-    try:
-        factor = (block_toeplitz_cholesky(blocks), True)
-    except NotPositiveDefinite:
-        return None
     target = rhs[perm]
-    solution = np.asarray(scipy.linalg.cho_solve(factor, target, check_finite=False))
     norm = _norm_bound(blocks)
-    for _ in range(2):  # accept, or refine once and check again
-        residual = target - block_toeplitz_matvec(blocks, solution)
-        # normwise backward error: dense LU reaches ~1e-16 here, the Schur factor less
-        scale = norm * float(np.max(np.abs(solution))) + float(np.max(np.abs(target)))
-        if float(np.max(np.abs(residual))) <= BACKWARD_ERROR_TOLERANCE * scale:
-            out: np.ndarray = np.empty_like(solution)
-            out[perm] = solution
-            return out
-        solution += scipy.linalg.cho_solve(factor, residual, check_finite=False)
+    largest = float(np.max(np.diag(blocks[0])))
+    for loading in ROUNDING_LOADINGS:
+        loaded = blocks.copy()
+        loaded[0] += loading * largest * np.eye(nb_rows)
+        try:
+            factor = (block_toeplitz_cholesky(loaded), True)
+        except NotPositiveDefinite:
+            continue
+        del loaded
+        solution = np.asarray(scipy.linalg.cho_solve(factor, target, check_finite=False))
+        for _ in range(2):  # accept, or refine once and check again
+            residual = target - block_toeplitz_matvec(blocks, solution)  # unloaded system
+            scale = norm * float(np.max(np.abs(solution))) + float(np.max(np.abs(target)))
+            if float(np.max(np.abs(residual))) <= BACKWARD_ERROR_TOLERANCE * scale:
+                out: np.ndarray = np.empty_like(solution)
+                out[perm] = solution
+                return out
+            solution += scipy.linalg.cho_solve(factor, residual, check_finite=False)
     return None
 
 
