@@ -26,7 +26,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.fft
 
-from .parallel import nb_threads, ordered_map
+from .parallel import nb_threads, ordered_map, scratch
+
+#: numpy >= 2 writes FFTs into a given array (reused buffers: no fresh memory per chunk)
+HAS_FFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 #: FFT length of the correlation blocks
 BLOCK_FFT = 16384
@@ -50,10 +53,12 @@ def gather_blocks(
 
     Returns:
         ``(rows, len(starts), size)`` float64, ``rows`` ordered by group, then source,
-        then channel; entry ``[r, b, t]`` is sample ``starts[b] + t`` of row ``r``.
+        then channel; entry ``[r, b, t]`` is sample ``starts[b] + t`` of row ``r``. It is
+        the calling thread's scratch buffer (:func:`~.parallel.scratch`): valid until
+        the thread's next call.
     """
     rows = sum(g.shape[0] * g.shape[2] for g in groups)
-    out = np.empty((rows, len(starts), size))
+    out = scratch("blocks", (rows, len(starts), size), np.float64)
     out[:, :, length:] = 0
     nb_samples = groups[0].shape[1]
     for b, a in enumerate(starts):
@@ -70,8 +75,14 @@ def gather_blocks(
     return out
 
 
-def spectra(blocks: np.ndarray) -> np.ndarray:
-    """Real FFT of :func:`gather_blocks` output along time: ``(rows, nb_blocks, F)``."""
+def spectra(blocks: np.ndarray, name: str = "spectra") -> np.ndarray:
+    """Real FFT of :func:`gather_blocks` output along time: ``(rows, nb_blocks, F)``.
+
+    Written into the calling thread's scratch buffer ``name`` (valid until its next use).
+    """
+    shape = (*blocks.shape[:-1], blocks.shape[-1] // 2 + 1)
+    if HAS_FFT_OUT:
+        return np.asarray(np.fft.rfft(blocks, axis=-1, out=scratch(name, shape, complex)))
     return np.asarray(scipy.fft.rfft(blocks, axis=-1))
 
 
@@ -175,7 +186,7 @@ def lagged_xcorr(
         left = segs.copy()
         left[:, :, max_lag:] = 0
         segs[:, :, :max_lag] = 0  # now the right halves
-        spec_l, spec_r = spectra(left), spectra(segs)
+        spec_l, spec_r = spectra(left, "left"), spectra(segs, "right")
         part = np.zeros((seg_fft // 2 + 1, nb_x, nb_y), dtype=complex)
         accumulate(part, spec_l, spec_r)
         accumulate(part, spec_r, spec_l)

@@ -4,15 +4,17 @@ BSSEval's Gram matrix of delayed references, ordered lag-major, is block Toeplit
 ``(i, j)`` (``p x p``, ``p`` reference channels) depends on ``i - j`` only. The generalized
 Schur algorithm factors such a matrix from a generator of ``2 p`` columns, updated by one
 ``J``-unitary (hyperbolic) transform per block step, instead of the ``n^3 / 3`` of a dense
-Cholesky (``n = 4096`` for 4 stereo sources and 512 taps: 60 times fewer operations).
+Cholesky (``n = 4096`` for 4 stereo sources and 512 taps: about 40 times fewer operations).
 
 Numerics: the step transform is applied in the *mixed* form (the new ``v`` is computed
-from the new ``u`` and the old ``v``, never from the old ``u``), and every small factor
-comes from a Cholesky decomposition of a positive definite matrix built without
-cancellation, except the one Schur-complement block ``A A^T - B B^T`` that a dense
-Cholesky forms too. This is the weakly stable variant described by Bojanczyk, Brent,
-de Hoog and Sweet (SIAM J. Matrix Anal. Appl. 16(1), 1995). Callers still check the
-residual of the solution (see :func:`unmix.metrics.filters.distortion_filters`).
+from the new ``u`` and the old ``v``, never from the old ``u``), the form that Bojanczyk,
+Brent, de Hoog and Sweet (SIAM J. Matrix Anal. Appl. 16(1), 1995) showed weakly stable for
+hyperbolic rotations; every small factor comes from a Cholesky decomposition of a positive
+definite matrix formed without cancellation, except the Schur-complement block
+``A A^T - B B^T``, which a dense Cholesky forms by subtraction too. No stability proof is
+claimed for this block variant: the tests compare it with dense factorizations, and the
+caller checks the backward error of every solution it uses (see
+:func:`unmix.metrics.filters.distortion_filters`).
 
 Reference: T. Kailath, A. H. Sayed, "Displacement structure: theory and applications",
 SIAM Review 37(3), 1995.
