@@ -19,6 +19,7 @@ only (pip install museval==0.4.1; it needs ffmpeg on the PATH at import time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -82,23 +83,40 @@ def make_signals(
     return refs, ests, what
 
 
+def _resident_mb(key: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (peak) of this process in MB; ru_maxrss where /proc lacks it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak() -> None:
+    """Start the peak-memory count afresh (Linux: ``5`` into ``clear_refs``); ru_maxrss
+    would also count the parent's peak, which a forked child inherits."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def run_worker(impl: str, data: Path, out: Path) -> None:
     """Score the saved signals with one implementation; print one JSON line."""
-    # two .npy files: np.load reads each straight into its array (an .npz goes through
-    # zip buffers and inflates the "before" memory figure)
     refs, ests = np.load(data / "references.npy"), np.load(data / "estimates.npy")
-    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if impl == "museval":
         museval = import_museval()
-        start = time.perf_counter()
-        scores = museval.evaluate(refs, ests, win=RATE, hop=RATE)
     else:
         from unmix.metrics import bss_eval_v4
-
-        start = time.perf_counter()
+    base_mb = _resident_mb("VmRSS")  # inputs and imports
+    _reset_peak()
+    start = time.perf_counter()
+    if impl == "museval":
+        scores = museval.evaluate(refs, ests, win=RATE, hop=RATE)
+    else:
         scores = bss_eval_v4(refs, ests, RATE, RATE)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _resident_mb("VmHWM")
     np.save(out, np.stack([np.asarray(s) for s in scores[:4]]))
     print(json.dumps({"impl": impl, "seconds": seconds, "peak_mb": peak_mb, "base_mb": base_mb}))
 
