@@ -21,7 +21,7 @@ strided views that BLAS takes without copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.fft
@@ -33,8 +33,8 @@ HAS_FFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
 #: FFT length of the correlation blocks
 BLOCK_FFT = 16384
-#: blocks transformed together (bounds memory: about 40 MB for 16 channels)
-BLOCKS_PER_CHUNK = 16
+#: blocks transformed together (about 17 MB of samples for 16 channels)
+BLOCKS_PER_CHUNK = 8
 #: complex values in one frequency slab (64k: 1 MB, a few of them fit in the caches)
 SLAB_ELEMENTS = 1 << 16
 
@@ -192,19 +192,21 @@ def lagged_xcorr(
         accumulate(part, spec_r, spec_l)
         return part
 
-    threads = nb_threads()
-    # partial sums are added in chunk order, whatever the threads: deterministic results
-    acc = sum_in_order(ordered_map(blocks_part, range(0, nb_blocks, BLOCKS_PER_CHUNK), threads))
-    result = _lags(acc, fft_size, max_lag)
-    if bounds:
-        parts = ordered_map(boundaries_part, range(0, len(bounds), per_chunk), threads)
-        result += _lags(sum_in_order(parts), seg_fft, max_lag)
+    # one pool for both kinds of chunks; partial sums are added in chunk order, whatever
+    # the threads: deterministic results
+    tasks: list[tuple[Callable[[int], np.ndarray], int]] = [
+        (blocks_part, b0) for b0 in range(0, nb_blocks, BLOCKS_PER_CHUNK)
+    ]
+    tasks += [(boundaries_part, i) for i in range(0, len(bounds), per_chunk)]
+    totals: dict[object, np.ndarray] = {}
+    for (kind, _), part in zip(
+        tasks, ordered_map(lambda t: t[0](t[1]), tasks, nb_threads()), strict=True
+    ):
+        if kind in totals:
+            totals[kind] += part
+        else:
+            totals[kind] = part
+    result = _lags(totals[blocks_part], fft_size, max_lag)
+    if boundaries_part in totals:
+        result += _lags(totals[boundaries_part], seg_fft, max_lag)
     return result
-
-
-def sum_in_order(parts: Iterator[np.ndarray]) -> np.ndarray:
-    """The sum of arrays, added one by one in order (the first one is reused)."""
-    total = next(parts)
-    for part in parts:
-        total += part
-    return total
