@@ -37,7 +37,6 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
-import scipy.linalg
 from numpy.typing import ArrayLike
 
 from .correlation import fast_fft_length, frequency_slabs, gather_blocks, spectra
@@ -45,7 +44,7 @@ from .filters import SOLVERS, DistortionFilters, distortion_filters
 from .framing import check_framing, window_bounds
 from .parallel import nb_threads, ordered_map
 from .sdr import safe_db
-from .validation import MetricsInputError, channel_sum, check_not_silent, check_pair
+from .validation import MetricsInputError, check_not_silent, check_pair, silent_sources
 
 #: windows transformed together in the scoring stage (bounds memory)
 WINDOWS_PER_CHUNK = 8
@@ -149,13 +148,7 @@ def window_energies(
 def silent_windows(groups: list[np.ndarray], bounds: list[tuple[int, int]]) -> np.ndarray:
     """museval's rule: a window is silent when any source of any group has a zero
     channel sum at every sample of it. Returns ``(len(bounds),)`` booleans."""
-    silent = np.zeros(len(bounds), dtype=bool)
-    for i, (a, b) in enumerate(bounds):
-        for g in groups:
-            if not np.all(np.any(channel_sum(g[:, a:b]) != 0, axis=1)):
-                silent[i] = True
-                break
-    return silent
+    return np.array([any(silent_sources(g[:, a:b]).any() for g in groups) for a, b in bounds])
 
 
 def framewise_scores(

@@ -15,8 +15,9 @@ channels (about a hundred FFTs of ``2^23`` points for a 3-minute song). Here:
    are added from short transforms of the ``2 max_lag`` samples around each boundary.
 
 The result is the exact linear correlation of the whole signals (zero outside them).
-Data stay time-major (``(time, block, channel)``), so that the per-frequency matrices are
-strided views that BLAS takes without copies.
+Blocks are gathered channel-major and transformed along time; the spectra are then
+transposed slab by slab (:func:`frequency_slabs`) so that the per-frequency matrix
+products run on small contiguous arrays that stay in the CPU caches.
 """
 
 from __future__ import annotations
@@ -194,19 +195,17 @@ def lagged_xcorr(
 
     # one pool for both kinds of chunks; partial sums are added in chunk order, whatever
     # the threads: deterministic results
-    tasks: list[tuple[Callable[[int], np.ndarray], int]] = [
-        (blocks_part, b0) for b0 in range(0, nb_blocks, BLOCKS_PER_CHUNK)
-    ]
+    firsts = range(0, nb_blocks, BLOCKS_PER_CHUNK)
+    tasks: list[tuple[Callable[[int], np.ndarray], int]] = [(blocks_part, b0) for b0 in firsts]
     tasks += [(boundaries_part, i) for i in range(0, len(bounds), per_chunk)]
-    totals: dict[object, np.ndarray] = {}
-    for (kind, _), part in zip(
-        tasks, ordered_map(lambda t: t[0](t[1]), tasks, nb_threads()), strict=True
-    ):
-        if kind in totals:
-            totals[kind] += part
-        else:
-            totals[kind] = part
-    result = _lags(totals[blocks_part], fft_size, max_lag)
-    if boundaries_part in totals:
-        result += _lags(totals[boundaries_part], seg_fft, max_lag)
+    parts = ordered_map(lambda task: task[0](task[1]), tasks, nb_threads())
+    acc = next(parts)
+    for _ in firsts[1:]:
+        acc += next(parts)
+    result = _lags(acc, fft_size, max_lag)
+    if bounds:
+        bacc = next(parts)
+        for part in parts:
+            bacc += part
+        result += _lags(bacc, seg_fft, max_lag)
     return result

@@ -10,9 +10,10 @@ where ``G`` is the Gram matrix of the references delayed by ``0 … L-1`` sample
 ``D`` holds their inner products with the estimate. museval factors the dense ``G`` with LU
 once per estimate. Here the one ``G`` shared by all estimates is factored once, by the
 generalized Schur algorithm on its block-Toeplitz structure (:mod:`.toeplitz`), and the
-solution is accepted only when its residual is as small as a dense solver's; otherwise
-(and for ``solver="lu"``) the dense path runs. The own-reference systems are small
-(1024 unknowns) and solved densely.
+solution is accepted only when its normwise backward error for museval's system is as
+small as a dense LU's (:func:`_schur_solve`, which also handles Gram matrices made
+indefinite by rounding); otherwise (and for ``solver="lu"``) museval's dense LU runs. The
+own-reference systems are small (1024 unknowns) and solved densely.
 """
 
 from __future__ import annotations

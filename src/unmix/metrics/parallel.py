@@ -29,7 +29,7 @@ MAX_THREADS = 4
 def nb_threads() -> int:
     """The CPUs this process may run on, at most :data:`MAX_THREADS`.
 
-    ``UNMIX_METRICS_THREADS`` overrides it (``1``: no threads at all).
+    ``UNMIX_METRICS_THREADS`` overrides it (``1``: one worker thread, chunks in turn).
     """
     forced = os.environ.get("UNMIX_METRICS_THREADS", "").strip()
     if forced.isdigit() and int(forced) > 0:
