@@ -11,8 +11,8 @@ import torch
 import unmix
 from unmix.config import CONFIGS, ModelConfig
 from unmix.errors import UnmixError
-from unmix.filtering import wiener, wiener_windowed
-from unmix.model import OpenUnmix
+from unmix.filtering import WienerSettings, wiener, wiener_windowed
+from unmix.models.umx import UMX, OpenUnmix
 from unmix.separator import Separator
 from unmix.transforms import ISTFT, STFT, bandwidth_to_max_bin, magnitude, nb_frames
 
@@ -22,17 +22,24 @@ TINY = ModelConfig(targets=("vocals", "drums"), n_fft=512, n_hop=128, hidden_siz
 def test_public_api_names():
     assert sorted(unmix.__all__) == sorted(
         [
+            "ARCHITECTURES",
             "CONFIGS",
             "ISTFT",
             "STFT",
+            "UMX",
+            "XUMX",
             "AudioError",
             "ModelConfig",
             "OpenUnmix",
+            "SeparationModel",
             "Separator",
             "UnmixError",
             "WeightsError",
+            "WienerSettings",
             "__version__",
+            "get_architecture",
             "list_models",
+            "load_model",
             "load_separator",
             "save_model",
             "separate",
@@ -126,23 +133,24 @@ def test_wiener_matches_float64_reference_within_float32_rounding():
 def test_wiener_windowed_windows_are_independent():
     mix = torch.randn(70, 10, 2, dtype=torch.complex64)
     V = torch.rand(70, 10, 2, 2)
-    full = wiener_windowed(V, mix, niter=1, wiener_win_len=30)
+    full = wiener_windowed(V, mix, WienerSettings(niter=1, wiener_win_len=30))
     part = wiener(V[30:60], mix[30:60], niter=1)
     assert torch.allclose(full[30:60], part)
-    assert torch.equal(wiener_windowed(V, mix, 1, wiener_win_len=None), wiener(V, mix, 1))
+    whole = wiener_windowed(V, mix, WienerSettings(niter=1, wiener_win_len=None))
+    assert torch.equal(whole, wiener(V, mix, 1))
 
 
 def _tiny_separator(targets=("vocals", "drums"), **kwargs) -> Separator:
     config = TINY.with_(targets=targets)
     torch.manual_seed(0)
     models = {t: OpenUnmix.from_config(config).freeze() for t in targets}
-    return Separator(models, config, **kwargs).freeze()
+    return Separator(UMX(models), config, WienerSettings(**kwargs)).freeze()
 
 
 def test_single_target_with_em_does_not_crash_and_warns():
     with pytest.warns(UserWarning, match="niter=0"):
         sep = _tiny_separator(("vocals",), niter=1)
-    assert sep.niter == 0
+    assert sep.wiener.niter == 0
     out = sep(torch.randn(1, 2, 4000))
     assert out.shape == (1, 1, 2, 4000)
     sep = _tiny_separator(("vocals",), niter=1, residual=True)

@@ -21,10 +21,13 @@ from .errors import AudioError, UnmixError, WeightsError
 if TYPE_CHECKING:
     from .api import separate
     from .config import CONFIGS, ModelConfig
-    from .filtering import wiener
-    from .loading import load_separator, save_model
-    from .model import OpenUnmix
-    from .registry import list_models
+    from .filtering import WienerSettings, wiener
+    from .hub.loading import load_model, load_separator, save_model
+    from .hub.registry import list_models
+    from .models.architectures import ARCHITECTURES, get_architecture
+    from .models.contract import SeparationModel
+    from .models.umx import UMX, OpenUnmix
+    from .models.xumx import XUMX
     from .separator import Separator
     from .transforms import ISTFT, STFT
 
@@ -34,28 +37,42 @@ _LAZY = {
     "separate": "api",
     "CONFIGS": "config",
     "ModelConfig": "config",
+    "WienerSettings": "filtering",
     "wiener": "filtering",
-    "load_separator": "loading",
-    "save_model": "loading",
-    "OpenUnmix": "model",
-    "list_models": "registry",
+    "load_model": "hub.loading",
+    "load_separator": "hub.loading",
+    "save_model": "hub.loading",
+    "list_models": "hub.registry",
+    "ARCHITECTURES": "models.architectures",
+    "get_architecture": "models.architectures",
+    "SeparationModel": "models.contract",
+    "OpenUnmix": "models.umx",
+    "UMX": "models.umx",
+    "XUMX": "models.xumx",
     "Separator": "separator",
     "ISTFT": "transforms",
     "STFT": "transforms",
 }
 
 __all__ = [
+    "ARCHITECTURES",
     "CONFIGS",
     "ISTFT",
     "STFT",
+    "UMX",
+    "XUMX",
     "AudioError",
     "ModelConfig",
     "OpenUnmix",
+    "SeparationModel",
     "Separator",
     "UnmixError",
     "WeightsError",
+    "WienerSettings",
     "__version__",
+    "get_architecture",
     "list_models",
+    "load_model",
     "load_separator",
     "save_model",
     "separate",

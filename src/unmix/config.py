@@ -8,13 +8,32 @@ model folder carries its own configuration.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import UnmixError
+from .models.architectures import ARCHITECTURES, DEFAULT_ARCH
 
-ARCHS = ("umx", "xumx")
+#: canonical order of the known targets (outputs, reports, inferred folders)
+TARGET_ORDER = ("vocals", "drums", "bass", "other", "speech", "noise")
+FOUR_STEMS = ("vocals", "drums", "bass", "other")
+
+#: Upper bounds of a model configuration, checked before anything is allocated (a model
+#: file is untrusted input). They are far above every released model (umxl: hidden 1024,
+#: n_fft 4096, 3 layers, 4 targets, 44.1 kHz) and far below what exhausts a machine.
+LIMITS = {
+    "targets": 64,
+    "sample_rate": 768_000,
+    "n_fft": 65_536,
+    "hidden_size": 8192,
+    "nb_layers": 16,
+    "parameters": 1_000_000_000,  # all branches together: 4 GB of float32
+}
+MIN_SAMPLE_RATE = 1000
+MIN_N_FFT = 16
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -22,19 +41,25 @@ class ModelConfig:
     """Hyper-parameters of a UMX-family model.
 
     Attributes:
-        targets: output names, in output order.
+        targets: output names, in output order (letters, digits, ``_``, ``-``; they name
+            the weight files).
         sample_rate: audio rate the model works at (Hz).
-        n_fft: FFT size; the network outputs ``n_fft // 2 + 1`` bins.
-        n_hop: hop size in samples.
+        n_fft: FFT size (even); the network outputs ``n_fft // 2 + 1`` bins.
+        n_hop: hop size in samples; divides ``n_fft`` and is at most ``n_fft / 2``, so that
+            every output sample is covered by at least two Hann windows and the ISTFT's
+            window envelope is bounded away from zero.
         nb_channels: 2 for stereo models, 1 for spectral-mono models.
         hidden_size: bottleneck width ``Hd``.
         nb_layers: LSTM layers.
         max_bin: bins the network sees (``None``: all).
         unidirectional: causal LSTM (``H = Hd``) instead of bidirectional (``H = Hd / 2``).
-        arch: ``"umx"`` (one network per target) or ``"xumx"`` (one bridged network).
+        arch: a name in :data:`unmix.models.architectures.ARCHITECTURES`.
+
+    Every value is checked against :data:`LIMITS` and what the STFT and the networks can
+    do; a bad value raises :class:`~unmix.errors.UnmixError` (one line).
     """
 
-    targets: tuple[str, ...] = ("vocals", "drums", "bass", "other")
+    targets: tuple[str, ...] = FOUR_STEMS
     sample_rate: int = 44100
     n_fft: int = 4096
     n_hop: int = 1024
@@ -43,31 +68,27 @@ class ModelConfig:
     nb_layers: int = 3
     max_bin: int | None = 1487
     unidirectional: bool = False
-    arch: str = "umx"
+    arch: str = DEFAULT_ARCH
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        checks: list[tuple[bool, str]] = [
-            (len(self.targets) > 0, "targets must not be empty"),
-            (len(set(self.targets)) == len(self.targets), "targets must be unique"),
-            (self.sample_rate > 0, "sample_rate must be positive"),
-            (self.n_fft > 0 and self.n_hop > 0, "n_fft and n_hop must be positive"),
-            (self.nb_channels in (1, 2), "nb_channels must be 1 or 2"),
-            (self.hidden_size > 0, "hidden_size must be positive"),
-            (
-                self.unidirectional or self.hidden_size % 2 == 0,
-                "hidden_size must be even for a bidirectional LSTM",
-            ),
-            (self.nb_layers > 0, "nb_layers must be positive"),
-            (
-                self.max_bin is None or 0 < self.max_bin <= self.nb_bins,
-                f"max_bin must be in 1..{self.nb_bins}",
-            ),
-            (self.arch in ARCHS, f"arch must be one of {ARCHS}"),
-        ]
-        for ok, message in checks:
+        for ok, message in _checks(self):
             if not ok:
-                raise UnmixError(f"invalid model config: {message} (got {self.to_dict()})")
+                raise UnmixError(f"invalid model config: {message} (got {self._summary()})")
+
+    def _summary(self) -> str:
+        text = str({k: v for k, v in self.to_dict().items() if k != "extra"})
+        return text if len(text) <= 300 else text[:300] + "…"
+
+    def parameter_count(self) -> int:
+        """Parameters of the model this config builds (all targets), without building it."""
+        h, b, c, f = self.hidden_size, self.input_bins, self.nb_channels, self.nb_bins
+        lstm_h = h if self.unidirectional else h // 2
+        dirs = 1 if self.unidirectional else 2
+        lstm = dirs * 4 * lstm_h * (h + lstm_h + 2)  # first layer, input width h
+        lstm += (self.nb_layers - 1) * dirs * 4 * lstm_h * (dirs * lstm_h + lstm_h + 2)
+        dense = b * c * h + 2 * h * h + h * f * c + 4 * h + 4 * f * c + 2 * b + 2 * f
+        return len(self.targets) * (lstm + dense)
 
     @property
     def nb_bins(self) -> int:
@@ -159,7 +180,60 @@ def _check_type(name: str, value: Any) -> Any:
     return value
 
 
-FOUR_STEMS = ("vocals", "drums", "bass", "other")
+def _in(value: int, low: int, high: int) -> bool:
+    return low <= value <= high
+
+
+def _checks(c: ModelConfig) -> list[tuple[bool, str]]:
+    """``(ok, what is wrong)`` for every rule; sizes first, so later rules see sane values."""
+    sizes: list[tuple[bool, str]] = [
+        (_in(len(c.targets), 1, LIMITS["targets"]), f"1..{LIMITS['targets']} targets"),
+        (len(set(c.targets)) == len(c.targets), "targets must be unique"),
+        (
+            all(isinstance(t, str) and _TARGET_NAME.fullmatch(t) for t in c.targets),
+            "target names must be 1-64 letters, digits, '_' or '-' (they name weight files)",
+        ),
+        (
+            _in(c.sample_rate, MIN_SAMPLE_RATE, LIMITS["sample_rate"]),
+            f"sample_rate must be in {MIN_SAMPLE_RATE}..{LIMITS['sample_rate']} Hz",
+        ),
+        (
+            _in(c.n_fft, MIN_N_FFT, LIMITS["n_fft"]) and c.n_fft % 2 == 0,
+            f"n_fft must be even and in {MIN_N_FFT}..{LIMITS['n_fft']}",
+        ),
+        (
+            c.n_hop > 0 and c.n_fft % c.n_hop == 0 and c.n_fft // c.n_hop >= 2,
+            "n_hop must divide n_fft and be at most n_fft / 2 (the inverse STFT needs "
+            "overlapping windows)",
+        ),
+        (c.nb_channels in (1, 2), "nb_channels must be 1 or 2"),
+        (
+            _in(c.hidden_size, 1, LIMITS["hidden_size"]),
+            f"hidden_size must be in 1..{LIMITS['hidden_size']}",
+        ),
+        (
+            _in(c.nb_layers, 1, LIMITS["nb_layers"]),
+            f"nb_layers must be in 1..{LIMITS['nb_layers']}",
+        ),
+        (
+            c.max_bin is None or 0 < c.max_bin <= c.nb_bins,
+            f"max_bin must be in 1..{c.nb_bins}",
+        ),
+        (c.arch in ARCHITECTURES, f"arch must be one of {tuple(ARCHITECTURES)}"),
+    ]
+    if not all(ok for ok, _ in sizes):
+        return sizes
+    return [
+        (
+            c.unidirectional or c.hidden_size % 2 == 0,
+            "hidden_size must be even for a bidirectional LSTM",
+        ),
+        (
+            c.parameter_count() <= LIMITS["parameters"],
+            f"{c.parameter_count():,} parameters is more than {LIMITS['parameters']:,}",
+        ),
+    ]
+
 
 #: The released configurations (see docs/models.md).
 CONFIGS: dict[str, ModelConfig] = {

@@ -19,10 +19,77 @@ without transposing the large estimate tensors. Stereo takes a closed-form path
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from .errors import UnmixError
+
 EPS = 1e-10
+#: upper bound of ``niter`` (each iteration costs about one model pass; 1-3 is typical)
+MAX_NITER = 1000
+
+
+@dataclass(frozen=True)
+class WienerSettings:
+    """The options of the Wiener post-filter, declared once for the CLI, API and Separator.
+
+    Attributes:
+        niter: EM iterations (``>= 0``); 0 keeps the model estimates (with the mixture
+            phase, or as ratio masks with ``softmask``).
+        softmask: initialise the filter with ratio masks instead of magnitudes.
+        residual: add a ``residual`` output: the mixture minus the other estimates.
+        wiener_win_len: frames per independent Wiener window (``None``: all frames).
+        scale_factor: the mixture is divided by ``max(1, max|x| / scale_factor)`` during EM.
+        eps: regulariser of the covariance estimates.
+
+    Raises:
+        UnmixError: a value out of range (one line).
+    """
+
+    niter: int = 1
+    softmask: bool = False
+    residual: bool = False
+    wiener_win_len: int | None = 300
+    scale_factor: float = 10.0
+    eps: float = EPS
+
+    def __post_init__(self) -> None:
+        win = self.wiener_win_len
+        checks = [
+            (
+                _is_int(self.niter) and 0 <= self.niter <= MAX_NITER,
+                f"niter must be in 0..{MAX_NITER}",
+            ),
+            (win is None or (_is_int(win) and win >= 1), "wiener_win_len must be >= 1 or None"),
+            (_positive(self.scale_factor), "scale_factor must be a positive number"),
+            (_positive(self.eps), "eps must be a positive number"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UnmixError(f"invalid Wiener settings: {message} (got {self})")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+#: the default options (niter 1, no softmask, no residual, 300-frame windows)
+DEFAULT_WIENER = WienerSettings()
+
+
+def frame_windows(nb_frames: int, wiener_win_len: int | None) -> Iterator[slice]:
+    """The consecutive, non-overlapping windows of frames the filter works on, in order."""
+    step = wiener_win_len or max(nb_frames, 1)
+    for start in range(0, nb_frames, step):
+        yield slice(start, min(start + step, nb_frames))
 
 
 def _amplitudes(
@@ -52,28 +119,6 @@ def _amplitudes(
     if residual:
         a = torch.cat([a.expand(-1, mix.shape[0], -1, -1), rest.expand(1, mix.shape[0], -1, -1)])
     return a, carrier
-
-
-def initial_sources(
-    spectrograms: Tensor,
-    mix: Tensor,
-    softmask: bool = False,
-    residual: bool = False,
-    eps: float = EPS,
-) -> Tensor:
-    """Complex source estimates before EM, sources-first.
-
-    Args:
-        spectrograms: model magnitudes ``(nb_sources, nb_channels or 1, nb_frames, nb_bins)``.
-        mix: complex mixture STFT ``(nb_channels, nb_frames, nb_bins)``.
-        softmask: ratio masks ``x · V_j / (eps + Σ V)`` instead of magnitude + mixture phase.
-        residual: append ``x − Σ_j y_j`` as an extra source.
-
-    Returns:
-        complex ``(nb_sources [+ 1], nb_channels, nb_frames, nb_bins)``.
-    """
-    a, carrier = _amplitudes(spectrograms, mix, softmask, residual, eps)
-    return a * carrier
 
 
 def _stereo_statistics(y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -175,35 +220,29 @@ def em_sources(y: Tensor, mix: Tensor, niter: int, eps: float = EPS) -> Tensor:
 
 
 def wiener_sources(
-    spectrograms: Tensor,
-    mix: Tensor,
-    niter: int = 1,
-    softmask: bool = False,
-    residual: bool = False,
-    scale_factor: float = 10.0,
-    eps: float = EPS,
+    spectrograms: Tensor, mix: Tensor, settings: WienerSettings = DEFAULT_WIENER
 ) -> Tensor:
     """Wiener-filter one window of frames, sources-first.
 
     Args:
         spectrograms: model magnitudes ``(nb_sources, nb_channels or 1, nb_frames, nb_bins)``.
         mix: complex mixture STFT ``(nb_channels, nb_frames, nb_bins)``.
-        niter: EM iterations; with ``niter >= 1`` the estimates sum to the mixture.
-        softmask: initialise with ratio masks.
-        residual: add ``mixture − Σ estimates`` as an extra source.
-        scale_factor: the mixture is divided by ``max(1, max|x| / scale_factor)`` during EM.
+        settings: ``niter`` (with ``niter >= 1`` the estimates sum to the mixture),
+            ``softmask``, ``residual``, ``scale_factor`` and ``eps``; the window length
+            is not used here.
 
     Returns:
         complex ``(nb_sources [+ 1], nb_channels, nb_frames, nb_bins)``.
     """
-    a, carrier = _amplitudes(spectrograms, mix, softmask, residual, eps)
+    niter, scale_factor, eps = settings.niter, settings.scale_factor, settings.eps
+    a, carrier = _amplitudes(spectrograms, mix, settings.softmask, settings.residual, eps)
     if niter == 0:
         return a * carrier
     scale = torch.clamp(mix.abs().max() / scale_factor, min=1.0)
     if mix.shape[0] != 2:
         return em_sources(a * carrier / scale, mix / scale, niter, eps=eps) * scale
     # stereo: the first iteration needs only second-order statistics of a · carrier
-    stats = _stereo_statistics_from_amplitudes(a, carrier, unit=not softmask)
+    stats = _stereo_statistics_from_amplitudes(a, carrier, unit=not settings.softmask)
     for k in range(niter):
         y = _em_step_stereo(*stats, mix, scale, eps)
         if k + 1 < niter:
@@ -259,43 +298,33 @@ def wiener(
     Returns:
         complex estimates ``(nb_frames, nb_bins, nb_channels, nb_sources [+ 1])``.
     """
-    y = wiener_sources(
-        _to_sources_first(spectrograms),
-        mix.permute(2, 0, 1),
-        niter,
-        softmask,
-        residual,
-        scale_factor,
-        eps,
-    )
+    settings = WienerSettings(niter, softmask, residual, None, scale_factor, eps)
+    return _wiener_frames_first(spectrograms, mix, settings)
+
+
+def _wiener_frames_first(spectrograms: Tensor, mix: Tensor, settings: WienerSettings) -> Tensor:
+    y = wiener_sources(_to_sources_first(spectrograms), mix.permute(2, 0, 1), settings)
     return _to_frames_first(y)
 
 
 def wiener_windowed(
-    spectrograms: Tensor,
-    mix: Tensor,
-    niter: int = 1,
-    softmask: bool = False,
-    residual: bool = False,
-    wiener_win_len: int | None = 300,
+    spectrograms: Tensor, mix: Tensor, settings: WienerSettings = DEFAULT_WIENER
 ) -> Tensor:
-    """Apply :func:`wiener` on consecutive non-overlapping windows of frames.
+    """Apply :func:`wiener` on the windows of :func:`frame_windows`, frames-first.
 
     Args:
         spectrograms: ``(nb_frames, nb_bins, nb_channels or 1, nb_sources)``.
         mix: complex ``(nb_frames, nb_bins, nb_channels)``.
-        wiener_win_len: frames per window; ``None`` or 0 filters all frames at once.
+        settings: all Wiener options, ``wiener_win_len`` included.
 
     Returns:
         complex ``(nb_frames, nb_bins, nb_channels, nb_sources [+ 1])``.
     """
-    nb_frames = mix.shape[0]
-    step = wiener_win_len or nb_frames
     pieces = [
-        wiener(spectrograms[pos : pos + step], mix[pos : pos + step], niter, softmask, residual)
-        for pos in range(0, nb_frames, max(step, 1))
+        _wiener_frames_first(spectrograms[w], mix[w], settings)
+        for w in frame_windows(mix.shape[0], settings.wiener_win_len)
     ]
     if not pieces:
-        nb_out = spectrograms.shape[-1] + int(residual)
+        nb_out = spectrograms.shape[-1] + int(settings.residual)
         return mix.new_zeros((*mix.shape, nb_out))
     return torch.cat(pieces, dim=0)

@@ -1,5 +1,10 @@
-"""Training objectives for joint models: the X-UMX multi-domain combination loss.
+"""Training objectives, all in one place: ``objective(model, mix, targets) -> scalar loss``.
 
+``mix`` is audio ``(S, C, T)`` and ``targets`` audio ``(S, J, C, T)``. Objectives are
+modules so that their STFT window follows the model to its device.
+
+:class:`SpectrogramMSE` is the Open-Unmix loss (one target). :class:`XUMXLoss` is the
+X-UMX multi-domain combination loss
 ``L = mcoef · L_time + L_freq`` (Sawata et al. 2021), both averaged with equal weights over
 the source combinations (every non-empty proper subset of the ``J`` targets: 14 for four):
 
@@ -13,15 +18,76 @@ the source combinations (every non-empty proper subset of the ``J`` targets: 14 
 from __future__ import annotations
 
 from itertools import combinations
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
 from .errors import UnmixError
-from .transforms import ISTFT, STFT
+from .transforms import ISTFT, STFT, magnitude
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 EPS = 1e-10
+
+
+class Objective(Protocol):
+    """What the trainer calls."""
+
+    def __call__(self, model: nn.Module, mix: Tensor, targets: Tensor) -> Tensor: ...
+
+
+class SpectrogramMSE(nn.Module):
+    """Open-Unmix loss: MSE between the estimated and the true target magnitude.
+
+    STFT ``center=False``; mean over every batch, channel, bin and frame element. The
+    mixture magnitude of the last call is kept, so several single-target models trained
+    on the same batch share one mixture STFT.
+
+    Args:
+        config: model configuration (``n_fft``, ``n_hop``, ``nb_channels``).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.stft = STFT(config.n_fft, config.n_hop, center=False)
+        self.mono = config.nb_channels == 1
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def spectrogram(self, audio: Tensor) -> Tensor:
+        """Magnitude ``(S, C, F, N)`` of audio ``(S, C, T)`` (float32, also under autocast)."""
+        with torch.autocast(audio.device.type, enabled=False):
+            return magnitude(self.stft(audio.float()), self.mono)
+
+    def mix_spectrogram(self, mix: Tensor) -> Tensor:
+        """Magnitude of ``mix``, reused while the same tensor is passed again."""
+        if self._last is not None and self._last[0] is mix:
+            return self._last[1]
+        with torch.no_grad():
+            mag = self.spectrogram(mix)
+        self._last = (mix, mag)
+        return mag
+
+    def forward(self, model: nn.Module, mix: Tensor, targets: Tensor) -> Tensor:
+        """Args:
+            model: maps a mixture magnitude ``(S, C, F, N)`` to a target magnitude.
+            mix: ``(S, C, T)``.
+            targets: ``(S, 1, C, T)`` (one target).
+
+        Returns:
+            scalar loss.
+        """
+        if targets.shape[1] != 1:
+            raise ValueError(f"SpectrogramMSE trains one target, got {targets.shape[1]}")
+        estimate = model(self.mix_spectrogram(mix))
+        with torch.no_grad():
+            truth = self.spectrogram(targets[:, 0])
+        return torch.nn.functional.mse_loss(estimate.float(), truth)
+
+    def forget(self) -> None:
+        """Drop the cached mixture magnitude (frees memory between batches)."""
+        self._last = None
 
 
 def combinations_of(nb_targets: int) -> list[tuple[int, ...]]:
@@ -128,7 +194,7 @@ class XUMXLoss(nn.Module):
 
     Called as ``objective(model, mix, targets)``; ``model`` maps a mixture magnitude
     ``(S, C, F, N)`` to target magnitudes ``(S, C, F, N, J)`` in ``config.targets`` order
-    (:class:`~unmix.xumx.XUMX`).
+    (:class:`~unmix.models.xumx.XUMX`).
     """
 
     matrix: Tensor
@@ -158,8 +224,8 @@ class XUMXLoss(nn.Module):
             self.to(mix.device)
         mono = self.config.nb_channels == 1
         mix_stft = self.stft(mix)  # (S, C, F, N)
-        estimates = model(_magnitude(mix_stft, mono))  # (S, Cm, F, N, J)
-        target_mag = _magnitude(self.stft(targets), mono).movedim(1, -1)  # (S, Cm, F, N, J)
+        estimates = model(magnitude(mix_stft, mono))  # (S, Cm, F, N, J)
+        target_mag = magnitude(self.stft(targets), mono).movedim(1, -1)  # (S, Cm, F, N, J)
         freq = frequency_loss(estimates, target_mag, self.matrix)
         phase = torch.polar(torch.ones_like(mix_stft.real), mix_stft.angle())
         est_stft = estimates.to(phase.real.dtype) * phase.unsqueeze(-1)  # (S, C, F, N, J)
@@ -176,9 +242,3 @@ class XUMXLoss(nn.Module):
         expected = (mix.shape[0], nb_targets, *mix.shape[1:])
         if tuple(targets.shape) != expected:
             raise ValueError(f"targets must have shape {expected}, got {tuple(targets.shape)}")
-
-
-def _magnitude(spec: Tensor, mono: bool) -> Tensor:
-    """``|spec|`` of ``(..., C, F, N)``, channels averaged (keepdim) when ``mono``."""
-    mag = spec.abs()
-    return mag.mean(dim=-3, keepdim=True) if mono else mag

@@ -1,16 +1,15 @@
-"""End-to-end separation module: audio → STFT → target models → Wiener → ISTFT → stems."""
+"""End-to-end separation module: audio → STFT → model → Wiener → ISTFT → stems."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
-import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .filtering import wiener_sources
+from .filtering import DEFAULT_WIENER, WienerSettings, frame_windows, wiener_sources
+from .models.contract import SeparationModel
 from .transforms import ISTFT, STFT, magnitude
 
 
@@ -18,58 +17,43 @@ class Separator(nn.Module):
     """Separate a mixture into its targets.
 
     Args:
-        target_models: one network per target, in output order; each maps a magnitude
-            ``(S, C, F, N)`` to a magnitude of the same shape. An X-UMX model can be given
-            as ``joint_model`` instead.
-        config: STFT settings and channel count of the models.
-        niter: EM iterations of the Wiener post-filter (Default: 1). With a single target
-            and no residual there is nothing to refine: ``niter`` is set to 0, with a warning.
-        softmask: initialise the filter with ratio masks.
-        residual: add a ``residual`` output (mixture minus the other targets).
-        wiener_win_len: frames per independent Wiener window (Default: 300; ``None``: all).
-        joint_model: a single network mapping ``(S, C, F, N)`` to ``(S, C, F, N, J)``
-            (X-UMX); used instead of ``target_models``.
+        model: any :class:`~unmix.models.contract.SeparationModel`; its targets are the
+            outputs, in its order.
+        config: STFT settings and channel count of the model.
+        wiener: the Wiener post-filter options. With a single target and no residual there
+            is nothing to refine: ``niter`` is set to 0, with a warning.
     """
 
     def __init__(
         self,
-        target_models: Mapping[str, nn.Module] | None,
+        model: SeparationModel,
         config: ModelConfig,
-        niter: int = 1,
-        softmask: bool = False,
-        residual: bool = False,
-        wiener_win_len: int | None = 300,
-        joint_model: nn.Module | None = None,
+        wiener: WienerSettings = DEFAULT_WIENER,
     ) -> None:
         super().__init__()
-        if (target_models is None) == (joint_model is None):
-            raise ValueError("give either target_models or joint_model")
-        if niter < 0:
-            raise ValueError(f"niter must be >= 0, got {niter}")
         self.config = config
-        self.target_models = nn.ModuleDict(dict(target_models or {}))
-        self.joint_model = joint_model
-        self.targets: tuple[str, ...] = (
-            tuple(self.target_models) if target_models is not None else config.targets
-        )
-        if len(self.targets) == 1 and not residual and niter > 0:
+        self.model = model
+        self.targets: tuple[str, ...] = tuple(model.targets)
+        if len(self.targets) == 1 and not wiener.residual and wiener.niter > 0:
             warnings.warn(
                 "one target without residual: the Wiener EM has nothing to refine, "
                 "using niter=0 (add residual=True to refine against the rest of the mix)",
                 stacklevel=2,
             )
-            niter = 0
-        self.niter = niter
-        self.softmask = softmask
-        self.residual = residual
-        self.wiener_win_len = wiener_win_len
+            wiener = dataclasses.replace(wiener, niter=0)
+        self.wiener = wiener
         self.stft = STFT(config.n_fft, config.n_hop, center=True)
         self.istft = ISTFT(config.n_fft, config.n_hop, center=True)
 
     @property
     def sample_rate(self) -> int:
-        """Rate the models expect (Hz)."""
+        """Rate the model expects (Hz)."""
         return self.config.sample_rate
+
+    @property
+    def residual(self) -> bool:
+        """Whether a ``residual`` output follows the targets."""
+        return self.wiener.residual
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -81,20 +65,6 @@ class Separator(nn.Module):
         for p in self.parameters():
             p.requires_grad = False
         return self.eval()
-
-    def target_spectrograms(self, X: Tensor) -> Tensor:
-        """Model magnitudes for all targets.
-
-        Args:
-            X: mixture magnitude ``(S, C_model, F, N)``.
-
-        Returns:
-            ``(S, C_model, F, N, J)``.
-        """
-        if self.joint_model is not None:
-            out: Tensor = self.joint_model(X)
-            return out
-        return torch.stack([m(X) for m in self.target_models.values()], dim=-1)
 
     def forward(self, audio: Tensor) -> Tensor:
         """Separate.
@@ -128,17 +98,12 @@ class Separator(nn.Module):
         )
         # Wiener-filter and invert one window at a time: only the accumulator (S, J', C, T)
         # and the current window's estimates are held, never all complex estimates at once
-        step = max(self.wiener_win_len or nb_frames, 1)
         for s in range(audio.shape[0]):
-            for pos in range(0, nb_frames, step):
+            for window in frame_windows(nb_frames, self.wiener.wiener_win_len):
                 estimates = wiener_sources(
-                    V[s, :, :, pos : pos + step],
-                    mix[s, :, pos : pos + step],
-                    self.niter,
-                    self.softmask,
-                    self.residual,
+                    V[s, :, :, window], mix[s, :, window], self.wiener
                 )  # (J', C, n, F)
-                self.istft.overlap_add(estimates, out[s], pos)
+                self.istft.overlap_add(estimates, out[s], window.start)
         return self.istft.normalize(out, nb_frames, audio.shape[-1])
 
     def source_magnitudes(self, X: Tensor) -> Tensor:
@@ -150,35 +115,8 @@ class Separator(nn.Module):
         Returns:
             ``(S, J, C_model, N, F)``.
         """
-        if self.joint_model is not None:
-            return self.target_spectrograms(X).permute(0, 4, 1, 3, 2)
-        S, C, F, N = X.shape
-        nets = list(self.target_models.values())
-        V = X.new_empty(S, len(nets), C, N, F)
-        workers = min(torch.get_num_threads(), len(nets)) if X.device.type == "cpu" else 1
-        if workers < 2:
-            for j, net in enumerate(nets):
-                V[:, j] = net(X).transpose(-1, -2)  # filled in place: no second copy
-            return V
-        # On the CPU the networks run side by side, one thread each, instead of one after
-        # the other on all threads: the LSTM's thousands of small steps then never wait
-        # for each other's threads (on busy cores those waits made it many times slower).
-        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-
-        def run(net: nn.Module) -> Tensor:
-            torch.set_num_threads(1)  # this worker thread only
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                out: Tensor = net(X)
-                return out
-
-        threads = torch.get_num_threads()
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="unmix-model") as pool:
-                for j, out in enumerate(pool.map(run, nets)):
-                    V[:, j] = out.transpose(-1, -2)
-        finally:
-            torch.set_num_threads(threads)  # BLAS libraries may keep the count process-wide
-        return V
+        out: Tensor = self.model(X)  # (S, C, F, N, J)
+        return out.permute(0, 4, 1, 3, 2)
 
     def to_dict(self, estimates: Tensor) -> dict[str, Tensor]:
         """Map ``(S, J', C, T)`` estimates to ``{name: (S, C, T)}``."""

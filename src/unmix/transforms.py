@@ -159,19 +159,21 @@ def _overlap_add(frames: Tensor, out: Tensor, offset: int, n_hop: int) -> None:
 
 
 def magnitude(spec: Tensor, mono: bool = False) -> Tensor:
-    """Magnitude (power 1) of a complex spectrogram.
+    """Magnitude (power 1) of a complex spectrogram: the one place the model input is made.
 
     Args:
-        spec: complex ``(nb_samples, nb_channels, nb_bins, nb_frames)``.
+        spec: complex ``(..., nb_channels, nb_bins, nb_frames)``, e.g.
+            ``(nb_samples, nb_channels, nb_bins, nb_frames)``.
         mono: average the channel **magnitudes** into one channel (keepdim), as UMX
             does for one-channel models.
 
     Returns:
-        ``(nb_samples, nb_channels or 1, nb_bins, nb_frames)``.
+        ``(..., nb_channels or 1, nb_bins, nb_frames)``. ``|z|`` is computed as
+        ``hypot(re, im)``: the value of complex ``abs``, about twice as fast on the CPU.
     """
-    mag = spec.abs()
+    mag = torch.hypot(spec.real, spec.imag)
     if mono:
-        mag = mag.mean(dim=1, keepdim=True)
+        mag = mag.mean(dim=-3, keepdim=True)
     return mag
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..loading import load_separator
+from ..filtering import WienerSettings
+from ..hub.loading import load_separator
 from ..separator import Separator
 
 
@@ -46,14 +47,18 @@ def add_device_option(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def separator_from_args(args: argparse.Namespace) -> Separator:
-    """Load ``args.model`` with the options above (and ``args.targets``)."""
-    return load_separator(
-        args.model,
-        targets=args.targets,
+def wiener_from_args(args: argparse.Namespace) -> WienerSettings:
+    """The one :class:`WienerSettings` of the options above (``--wiener-win-len 0``: all)."""
+    return WienerSettings(
         niter=args.niter,
         softmask=args.softmask,
         residual=args.residual,
         wiener_win_len=args.wiener_win_len or None,
-        device=args.device,
+    )
+
+
+def separator_from_args(args: argparse.Namespace) -> Separator:
+    """Load ``args.model`` with the options above (and ``args.targets``, ``args.device``)."""
+    return load_separator(
+        args.model, targets=args.targets, wiener=wiener_from_args(args), device=args.device
     )

@@ -7,14 +7,14 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-
-from torch import nn
 
 from ..config import ModelConfig
 from ..errors import UnmixError
-from ..loading import CONFIG_FILE, load_folder, load_models, save_model
+from ..hub.folders import CONFIG_FILE, read_folder
+from ..hub.loading import load_model, save_model
+from ..models.architectures import get_architecture
+from ..models.contract import SeparationModel
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,10 +38,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     dest: Path = args.dest
     _check_dest(Path(args.source), dest, args.force)
-    config, models = load_models(args.source)
-    write_folder(dest, config, models)
-    kind = "X-UMX" if config.arch == "xumx" else "UMX"
-    params = sum(p.numel() for m in models.values() for p in m.parameters())
+    config, model = load_model(args.source)
+    write_folder(dest, config, model)
+    kind = get_architecture(config.arch).label
+    params = sum(p.numel() for p in model.parameters())
     print(
         f"{args.source} -> {dest}/ ({kind}; targets {', '.join(config.targets)}; "
         f"{config.sample_rate} Hz; {params:,} parameters)"
@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_dest(source: Path, dest: Path, force: bool) -> None:
     """Refuse to overwrite anything but an earlier model folder, or the source itself."""
+    if dest.resolve() == Path.cwd().resolve() or dest.resolve() in Path.cwd().resolve().parents:
+        raise UnmixError(
+            f"{dest} is the current folder or holds it; refusing to replace it, choose a new "
+            "output folder"
+        )
     if source.exists() and (
         source.resolve() == dest.resolve() or dest.resolve() in source.resolve().parents
     ):
@@ -70,17 +75,28 @@ def _check_dest(source: Path, dest: Path, force: bool) -> None:
         )
 
 
-def write_folder(dest: Path, config: ModelConfig, models: Mapping[str, nn.Module]) -> None:
+def write_folder(dest: Path, config: ModelConfig, model: SeparationModel) -> None:
     """Write and re-load the folder beside ``dest``, then swap it into place.
 
     A failed or interrupted conversion leaves ``dest`` as it was.
+
+    Raises:
+        UnmixError: the folder cannot be written (one line; nothing is left behind).
     """
+    dest = dest.absolute()
+    try:
+        _swap_in(dest, config, model)
+    except OSError as exc:
+        raise UnmixError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+
+
+def _swap_in(dest: Path, config: ModelConfig, model: SeparationModel) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     old = tmp.with_suffix(".old")
     try:
-        save_model(tmp, config, models)
-        load_folder(tmp)  # the written folder must load strictly
+        save_model(tmp, config, model)
+        read_folder(tmp)  # the written folder must load strictly
         if dest.exists():
             os.replace(dest, old)
         os.replace(tmp, dest)

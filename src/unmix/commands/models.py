@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..registry import BUNDLES, DEFAULT_MODEL
+from ..hub.registry import BUNDLES, DEFAULT_MODEL
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import WeightsError
-from .fileio import atomic_path, atomic_write_text
+from ..errors import WeightsError
+from ..fileio import atomic_path, atomic_write_text
 
 CHUNK = 1 << 20
 TOFU_FILE = "sha256-first-use.json"

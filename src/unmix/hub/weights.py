@@ -4,8 +4,10 @@
   refuses any pickle that would construct arbitrary objects or run code.
 * ``.safetensors``: our own format (plain tensors, no code).
 
-State dicts are loaded with ``strict=True`` after dropping exactly the legacy
-keys of the 2019 releases, so a missing or unexpected key is always reported.
+Only plain dense CPU tensors are accepted (no sparse, meta or quantized ones). State
+dicts are loaded with ``strict=True`` after dropping exactly the legacy keys of the 2019
+releases, so a missing or unexpected key is always reported; a tensor must have a
+floating type where the model has one (no int8 or bool weights) and finite values.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .errors import WeightsError
-from .fileio import atomic_path
+from ..errors import WeightsError
+from ..fileio import atomic_path
 
 #: Keys of the v1.0.0 module (which owned an STFT) found in the umx/umxhq/umxse files.
 LEGACY_KEYS = frozenset({"sample_rate", "stft.window", "transform.0.window"})
@@ -68,9 +70,31 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         and isinstance(data["state_dict"], Mapping)
     ):
         data = data["state_dict"]
-    if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
+    if not isinstance(data, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in data.items()
+    ):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    for name, tensor in data.items():
+        _check_plain(tensor, name, path)
     return dict(data)
+
+
+def _check_plain(tensor: Tensor, name: str, path: Path) -> None:
+    """Refuse sparse, meta, quantized and other non-plain tensors, naming them."""
+    kind = ""
+    if tensor.layout != torch.strided:
+        kind = f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    elif tensor.is_meta:
+        kind = "a meta tensor (it has no values)"
+    elif tensor.is_quantized:
+        kind = "a quantized tensor"
+    elif tensor.device.type != "cpu":
+        kind = f"a tensor on {tensor.device.type}"
+    if kind:
+        raise WeightsError(
+            f"{path}: {name[:80]!r} is {kind}; weights must be plain dense float tensors "
+            "(re-export the state dict with torch.save or unmix convert)"
+        )
 
 
 def strip_legacy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -110,7 +134,25 @@ def load_into(module: nn.Module, state: Mapping[str, Tensor], source: str) -> No
             f"weights in {source} do not fit the model configuration: {'; '.join(problems)}; "
             "check the model config (hidden size, n_fft, channels, architecture)"
         )
+    for name in own:
+        _check_values(state[name], own[name], name, source)
     module.load_state_dict(state, strict=True)
+
+
+def _check_values(tensor: Tensor, like: Tensor, name: str, source: str) -> None:
+    """A float tensor for a float parameter, with finite values; an integer for a counter."""
+    wrong = like.is_floating_point() != tensor.is_floating_point()
+    if wrong or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise WeightsError(
+            f"weights in {source}: {name!r} has the type {str(tensor.dtype).removeprefix('torch.')}"
+            f", expected {'a floating' if like.is_floating_point() else 'an integer'} type; "
+            "the file is corrupt or not an unmix/Open-Unmix weights file"
+        )
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise WeightsError(
+            f"weights in {source}: {name!r} holds NaN or infinite values; the model would "
+            "give NaN stems (re-download or re-train it)"
+        )
 
 
 def _short(items: list[str], limit: int = 4) -> str:

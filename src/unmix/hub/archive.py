@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import UnmixError
+from ..errors import UnmixError
 
 CHUNK = 1 << 20
 

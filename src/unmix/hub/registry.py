@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import CONFIGS, ModelConfig
+from ..config import CONFIGS, ModelConfig
 
 ZENODO = "https://zenodo.org/records/{record}/files/{file}"
 

@@ -1,0 +1,209 @@
+"""One reader per model format, each giving ``(config, model)``.
+
+* an unmix model folder: ``config.json`` plus the weight files its architecture names
+  (``<target>.safetensors`` for UMX, one joint file for X-UMX; ``.pth`` is accepted too);
+* an upstream Open-Unmix folder: ``<target>.pth`` (or ``.safetensors``) files and an
+  optional ``separator.json``; the configuration is inferred from the shapes;
+* NNabla releases: a folder of ``<target>.h5`` files or one joint ``.h5`` file;
+* a ``.zip`` of any of these folders (extracted safely into the cache, once).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelConfig
+from ..errors import UnmixError, WeightsError
+from ..models.architectures import get_architecture, nnabla_architecture
+from ..models.contract import SeparationModel
+from .archive import ArchiveError, extract_zip
+from .download import cache_dir, sha256_of
+from .infer import infer_config, sorted_targets
+from .nnabla import NNablaWeights, h5_files, read_nnabla_file, read_nnabla_folder
+from .weights import WEIGHT_SUFFIXES, load_into, read_state_dict
+
+CONFIG_FILE = "config.json"
+UPSTREAM_FILE = "separator.json"
+#: most bytes of a folder's JSON file (ours are a few hundred)
+MAX_JSON_BYTES = 1 << 20
+
+Loaded = tuple[ModelConfig, SeparationModel]
+
+
+def assemble(config: ModelConfig, paths: Mapping[str, Path], source: str) -> SeparationModel:
+    """Build ``config``'s model and fill it strictly from its weight files.
+
+    Args:
+        config: the configuration (its ``arch`` names the weight files).
+        paths: ``{file stem: path}``; must hold every stem of the architecture.
+        source: how to name the model in messages.
+
+    Returns:
+        the frozen model.
+    """
+    arch = get_architecture(config.arch)
+    layout = arch.weight_files(config)
+    missing = [stem for stem in layout if stem not in paths]
+    if missing:
+        raise WeightsError(
+            f"{source} has no {', '.join(f'{s}.safetensors' for s in missing)} (nor .pth), "
+            f"which a {arch.label} model with targets {', '.join(config.targets)} needs"
+        )
+    model = arch.build(config)
+    for stem, submodule in layout.items():
+        load_into(model.get_submodule(submodule), read_state_dict(paths[stem]), str(paths[stem]))
+    return model.freeze()
+
+
+def weight_files(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` of a folder's weight files; ``.safetensors`` wins over ``.pth``.
+
+    Upstream ``.pth`` names carry a hash (``vocals-b62c91ce.pth``): the stem is the part
+    before the first ``-`` or ``_``.
+    """
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix in WEIGHT_SUFFIXES and not path.name.startswith("."):
+            stem = path.stem.split("-")[0].split("_")[0] if path.suffix == ".pth" else path.stem
+            if stem in files and files[stem].suffix == ".safetensors":
+                continue
+            files[stem] = path
+    return files
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a small file, or a one-line error."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise UnmixError(f"{path} is larger than {MAX_JSON_BYTES:,} bytes; not a model config")
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UnmixError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    if not isinstance(data, dict):
+        raise UnmixError(f"{path} must hold a JSON object")
+    return data
+
+
+def _positive_int(data: Mapping[str, Any], key: str, path: Path) -> int | None:
+    """``data[key]`` as an int when it is a positive whole number; ``None`` when absent."""
+    value = data.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0 or value != int(value):
+        raise UnmixError(f"{path}: {key!r} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def read_unmix_folder(folder: Path) -> Loaded:
+    """An unmix model folder (``config.json`` + weight files)."""
+    config = ModelConfig.from_dict(_read_json(folder / CONFIG_FILE))
+    return config, assemble(config, weight_files(folder), f"model folder {folder}")
+
+
+def read_upstream_folder(folder: Path) -> Loaded:
+    """An Open-Unmix folder: per-target weight files, optional ``separator.json``."""
+    meta_path = folder / UPSTREAM_FILE
+    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    files = weight_files(folder)
+    if not files:
+        raise WeightsError(
+            f"model folder {folder} has no weights: expected <target>.safetensors or "
+            "<target>.pth files (e.g. vocals.pth), NNabla .h5 files or a config.json"
+        )
+    targets = sorted_targets(list(files))
+    states = {t: read_state_dict(files[t]) for t in targets}
+    config = infer_config(
+        states,
+        sample_rate=_positive_int(meta, "sample_rate", meta_path),
+        n_hop=_positive_int(meta, "nhop", meta_path),
+    )
+    arch = get_architecture(config.arch)
+    model = arch.build(config)
+    for stem, submodule in arch.weight_files(config).items():
+        load_into(model.get_submodule(submodule), states[stem], f"{folder} ({stem})")
+    return config, model.freeze()
+
+
+def from_nnabla(weights: NNablaWeights, base: ModelConfig | None = None) -> Loaded:
+    """A model from NNabla weights (see :mod:`unmix.hub.nnabla`).
+
+    Args:
+        weights: per-target (UMX) or per-branch (joint) state dicts.
+        base: configuration giving the sample rate and hop (Default: the released
+            configuration with the same shapes, else 44100 Hz and ``n_fft // 4``).
+
+    Returns:
+        ``(config, model)``, targets in the canonical order (vocals, drums, bass, other).
+    """
+    targets = sorted_targets(list(weights.states))
+    states = {t: weights.states[t] for t in targets}
+    arch = nnabla_architecture(weights.joint)
+    config = infer_config(states, base=base).with_(arch=arch.name)
+    model = arch.build(config)
+    for target in targets:
+        load_into(
+            model.get_submodule(f"branches.{target}"),
+            states[target],
+            f"{weights.source} ({target})",
+        )
+    return config, model.freeze()
+
+
+def read_folder(folder: Path) -> Loaded:
+    """Any model folder: ours, upstream's, or NNabla ``.h5`` files."""
+    if (folder / CONFIG_FILE).is_file():
+        return read_unmix_folder(folder)
+    if not weight_files(folder) and h5_files(folder):
+        return from_nnabla(read_nnabla_folder(folder))
+    return read_upstream_folder(folder)
+
+
+def unpack_zip(archive: Path) -> Path:
+    """Extract a weights zip (safely) into the cache, once; returns the model folder.
+
+    The folder is ``<cache>/extracted/<name>-<sha256 prefix>``: a changed archive gets a new
+    folder, and nothing is ever written beside the archive or outside the cache.
+    """
+    digest = sha256_of(archive)[:16]
+    dest = cache_dir() / "extracted" / f"{archive.stem}-{digest}"
+    if not dest.is_dir():
+        try:
+            extract_zip(archive, dest, suffixes=(".h5", ".safetensors", ".pth", ".json"))
+        except ArchiveError:
+            if not dest.is_dir():  # else another process extracted the same archive
+                raise
+    return _model_root(dest, archive)
+
+
+def _model_root(folder: Path, archive: Path) -> Path:
+    """``folder`` if it holds weights, else its only sub-folder that does."""
+
+    def has_weights(p: Path) -> bool:
+        return any(q.suffix in (".h5", *WEIGHT_SUFFIXES) for q in p.iterdir() if q.is_file())
+
+    if has_weights(folder):
+        return folder
+    subs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    found = [p for p in subs if has_weights(p)]
+    if len(found) != 1:
+        raise WeightsError(
+            f"{archive} holds no single folder of weights files (.h5, .safetensors or .pth)"
+        )
+    return found[0]
+
+
+def read_file(path: Path) -> Loaded:
+    """A single-file model: an NNabla ``.h5`` or a zip of a model folder."""
+    if path.suffix == ".h5":
+        return from_nnabla(read_nnabla_file(path))
+    if path.suffix == ".zip":
+        return read_folder(unpack_zip(path))
+    raise UnmixError(
+        f"{path} is a file; give the folder that holds one weights file per target "
+        "(e.g. vocals.pth, drums.pth, ...), an NNabla .h5 file or a .zip of them"
+    )

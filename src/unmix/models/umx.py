@@ -1,0 +1,218 @@
+"""Open-Unmix (UMX): one network per target, magnitude spectrogram in, magnitude out.
+
+:class:`OpenUnmix` is one target's network. Layer names, shapes and registration order
+equal the reference implementation, so official state dicts load with ``strict=True``
+(after dropping the three legacy keys, see :mod:`unmix.hub.weights`). Its forward pass is
+split into :meth:`~OpenUnmix.encode`, the LSTM skip and :meth:`~OpenUnmix.decode`, which
+X-UMX (:mod:`unmix.models.xumx`) reuses.
+
+:class:`UMX` holds one :class:`OpenUnmix` per target in ``branches`` and is the
+:class:`~unmix.models.contract.SeparationModel` of the architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .contract import SeparationModel, check_targets
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+
+
+class OpenUnmix(nn.Module):
+    """Open-Unmix (UMX) for one target.
+
+    Args:
+        nb_bins: output bins ``F = n_fft // 2 + 1``.
+        nb_channels: input/output channels ``C`` (1 or 2).
+        hidden_size: bottleneck width ``Hd``.
+        nb_layers: LSTM layers.
+        unidirectional: causal LSTM with ``H = Hd`` units, else ``H = Hd / 2`` per direction.
+        max_bin: bins the network sees ``B`` (``None``: all ``F``).
+        input_mean: per-bin dataset mean, length ``>= B`` (stored negated).
+        input_scale: per-bin dataset standard deviation, length ``>= B`` (stored inverted).
+    """
+
+    def __init__(
+        self,
+        nb_bins: int,
+        nb_channels: int = 2,
+        hidden_size: int = 512,
+        nb_layers: int = 3,
+        unidirectional: bool = False,
+        max_bin: int | None = None,
+        input_mean: Tensor | Sequence[float] | None = None,
+        input_scale: Tensor | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.nb_output_bins = nb_bins
+        self.nb_bins = max_bin if max_bin else nb_bins
+        self.nb_channels = nb_channels
+        self.hidden_size = hidden_size
+        lstm_hidden = hidden_size if unidirectional else hidden_size // 2
+
+        mean = torch.zeros(self.nb_bins)
+        scale = torch.ones(self.nb_bins)
+        if input_mean is not None:
+            mean = -torch.as_tensor(input_mean, dtype=torch.float32)[: self.nb_bins]
+        if input_scale is not None:
+            scale = 1.0 / torch.as_tensor(input_scale, dtype=torch.float32)[: self.nb_bins]
+        # The four vectors are parameters (trained) and come first in the state dict.
+        self.input_mean = nn.Parameter(mean.clone().float())
+        self.input_scale = nn.Parameter(scale.clone().float())
+        self.output_scale = nn.Parameter(torch.ones(nb_bins))
+        self.output_mean = nn.Parameter(torch.ones(nb_bins))
+
+        self.fc1 = nn.Linear(self.nb_bins * nb_channels, hidden_size, bias=False)
+        self.bn1 = nn.BatchNorm1d(hidden_size)
+        self.lstm = nn.LSTM(
+            input_size=hidden_size,
+            hidden_size=lstm_hidden,
+            num_layers=nb_layers,
+            bidirectional=not unidirectional,
+            batch_first=False,
+            dropout=0.4 if nb_layers > 1 else 0.0,
+        )
+        self.fc2 = nn.Linear(hidden_size * 2, hidden_size, bias=False)
+        self.bn2 = nn.BatchNorm1d(hidden_size)
+        self.fc3 = nn.Linear(hidden_size, nb_bins * nb_channels, bias=False)
+        self.bn3 = nn.BatchNorm1d(nb_bins * nb_channels)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> OpenUnmix:
+        """Build an untrained network for ``config`` (one target)."""
+        return cls(
+            nb_bins=config.nb_bins,
+            nb_channels=config.nb_channels,
+            hidden_size=config.hidden_size,
+            nb_layers=config.nb_layers,
+            unidirectional=config.unidirectional,
+            max_bin=config.max_bin,
+        )
+
+    def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Store ``-mean`` and ``1 / std`` of the first ``B`` bins (``mean, std (>= B,)``)."""
+        with torch.no_grad():
+            self.input_mean.copy_(-mean[: self.nb_bins].float())
+            self.input_scale.copy_(1.0 / std[: self.nb_bins].float())
+
+    def freeze(self) -> OpenUnmix:
+        """Disable gradients and switch to evaluation mode."""
+        for p in self.parameters():
+            p.requires_grad = False
+        return self.eval()
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Crop, normalise, fc1, bn1, tanh: ``(N, S, C, F)`` magnitude → ``(N, S, Hd)``."""
+        nb_frames, nb_samples, nb_channels, _ = x.shape
+        x = x[..., : self.nb_bins]
+        x = (x + self.input_mean) * self.input_scale
+        x = self.bn1(self.fc1(x.reshape(-1, nb_channels * self.nb_bins)))
+        return torch.tanh(x.reshape(nb_frames, nb_samples, self.hidden_size))
+
+    def skip(self, h: Tensor) -> Tensor:
+        """LSTM with its skip connection: ``(N, S, Hd)`` → ``(N, S, 2 Hd)``."""
+        lstm_out, _ = self.lstm(h)
+        return torch.cat([h, lstm_out], -1)
+
+    def decode(self, skip: Tensor, nb_channels: int) -> Tensor:
+        """fc2, bn2, ReLU, fc3, bn3, output scaling, ReLU: ``(N, S, 2 Hd)`` → mask ``(N, S, C, F)``."""
+        nb_frames, nb_samples, width = skip.shape
+        y = torch.relu(self.bn2(self.fc2(skip.reshape(-1, width))))
+        y = self.bn3(self.fc3(y))
+        y = y.reshape(nb_frames, nb_samples, nb_channels, self.nb_output_bins)
+        return torch.relu(y * self.output_scale + self.output_mean)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Estimate the target magnitude.
+
+        Args:
+            x: mixture magnitude ``(nb_samples, nb_channels, nb_bins, nb_frames)``.
+
+        Returns:
+            target magnitude, same shape as ``x``.
+        """
+        x = x.permute(3, 0, 1, 2)  # (N, S, C, F)
+        mix = x.detach().clone()
+        mask = self.decode(self.skip(self.encode(x)), x.shape[2])
+        return (mask * mix).permute(1, 2, 3, 0)
+
+
+class UMX(SeparationModel):
+    """One independent :class:`OpenUnmix` per target.
+
+    Args:
+        branches: ``{target: OpenUnmix}`` in output order; the state dict holds
+            ``branches.<target>.<OpenUnmix name>``, so ``<target>.pth`` loads into a branch.
+
+    On the CPU the branches run side by side, one thread each, instead of one after the
+    other on all threads: the LSTM's thousands of small steps then never wait for each
+    other's threads (on busy cores those waits made it many times slower).
+    """
+
+    def __init__(self, branches: Mapping[str, OpenUnmix]) -> None:
+        super().__init__()
+        self.targets = tuple(branches)
+        self.branches = nn.ModuleDict(dict(branches))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> UMX:
+        """One untrained :class:`OpenUnmix` per ``config.targets``."""
+        return cls({t: OpenUnmix.from_config(config) for t in config.targets})
+
+    def branch(self, target: str) -> OpenUnmix:
+        """The network of ``target``."""
+        net = self.branches[target]
+        assert isinstance(net, OpenUnmix)
+        return net
+
+    def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """The same statistics in every branch."""
+        for target in self.targets:
+            self.branch(target).set_input_statistics(mean, std)
+
+    def select_targets(self, targets: Sequence[str]) -> UMX:
+        """The branches of ``targets`` only (the others are never run)."""
+        return UMX({t: self.branch(t) for t in check_targets(targets, self.targets)})
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(S, C, F, N)`` → ``(S, C, F, N, J)``.
+
+        The result is a view of a sources-first ``(S, J, C, N, F)`` buffer (what the Wiener
+        stage reads); each branch's output is copied into it as soon as it is ready.
+        """
+        S, C, F, N = x.shape
+        nets = [self.branch(t) for t in self.targets]
+        out = x.new_empty(S, len(nets), C, N, F)
+        workers = min(torch.get_num_threads(), len(nets)) if x.device.type == "cpu" else 1
+        if workers < 2:
+            for j, net in enumerate(nets):
+                out[:, j] = net(x).transpose(-1, -2)
+        else:
+            for j, y in enumerate(_run_side_by_side(nets, x, workers)):
+                out[:, j] = y.transpose(-1, -2)
+        return out.permute(0, 2, 4, 3, 1)
+
+
+def _run_side_by_side(nets: Sequence[nn.Module], x: Tensor, workers: int) -> list[Tensor]:
+    """``[net(x) for net in nets]``, one CPU thread per network, in a pool of ``workers``."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def run(net: nn.Module) -> Tensor:
+        torch.set_num_threads(1)  # this worker thread only
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            out: Tensor = net(x)
+            return out
+
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="unmix-model") as pool:
+            return list(pool.map(run, nets))
+    finally:
+        torch.set_num_threads(threads)  # BLAS libraries may keep the count process-wide
