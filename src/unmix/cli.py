@@ -2,20 +2,25 @@
 
 Each command lives in :mod:`unmix.commands` with ``add_parser(subparsers)`` and
 ``run(args) -> int``. User errors (:class:`~unmix.errors.UnmixError`) become one
-line on stderr and exit code 1; Ctrl-C exits with 130.
+line on stderr and exit code 1; Ctrl-C exits with 130 and SIGTERM, handled the same way
+(temporary files removed), with 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 from . import __version__
 from .errors import UnmixError
+from .text import printable
 
 #: command modules under unmix.commands, in --help order
 COMMANDS = ("separate", "models", "train", "convert", "evaluate")
@@ -35,18 +40,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds (and cleans up) as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while the command runs (main thread only)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="unmix: %(message)s", stream=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.run(args)
-        sys.stdout.flush()  # surface a closed pipe here, not at interpreter exit
+        with _sigterm_as_interrupt():
+            code: int = args.run(args)
+            sys.stdout.flush()  # surface a closed pipe here, not at interpreter exit
         return code
     except UnmixError as exc:
-        print(f"unmix: error: {exc}", file=sys.stderr)
+        print(f"unmix: error: {printable(str(exc))}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("unmix: interrupted (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("unmix: interrupted", file=sys.stderr)
         return 130

@@ -1,12 +1,63 @@
-"""Atomic file writes: write to a temporary name in the same folder, then rename."""
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+Temporary names are short and recognisable, ``.unmix-<pid>-<random>.part`` (plus an ending
+some writers need), whatever the final name: a 250-byte output name still gets a valid
+temporary name, and :func:`remove_stale_temporaries` can tell the leftovers of a killed run
+(their process is gone) from the files of a run still going.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: ``.unmix-<pid>-<8 random characters>.part[.ext]`` (what :func:`temporary_file` makes)
+TEMPORARY_NAME = re.compile(
+    r"\.unmix-(?P<pid>\d{1,10})-[a-z0-9_]{8}(\.[A-Za-z0-9]{1,12})*\.part(\.[A-Za-z0-9]{1,12})?"
+)
+
+
+def temporary_file(folder: Path, suffix: str = ".part") -> Path:
+    """Create an empty hidden temporary file in ``folder`` (which must exist)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".unmix-{os.getpid()}-", suffix=suffix, dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False  # it exists (owned by someone else), or cannot be asked: keep
+    return False
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files in ``folder`` (not below it) left by processes that are
+    gone (killed with SIGKILL, a power cut); returns what was removed. Files of running
+    processes and anything not named by :func:`temporary_file` are left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMPORARY_NAME.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        if _process_gone(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,13 +69,7 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.",
-        suffix=suffix if suffix is not None else ".part",
-        dir=path.parent,
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_file(path.parent, suffix if suffix is not None else ".part")
     try:
         yield tmp_path
         publish(tmp_path, path)

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from .. import audio as audio_io
-from ..api import FileReport, separate_file
-from ..apply import OVERLAP_SECONDS, SEGMENT_SECONDS, SegmentPlan, plan_segments
+from ..engine import (
+    OVERLAP_SECONDS,
+    SEGMENT_SECONDS,
+    BatchListener,
+    FileReport,
+    Job,
+    OutputOptions,
+    input_name,
+    plan_batch,
+    plan_segments,
+    separate_files,
+)
 from ..errors import UnmixError
-from ..registry import DEFAULT_MODEL
-from ..separator import Separator
+from ..hub.registry import DEFAULT_MODEL
+from ..text import printable
 from .common import add_device_option, add_wiener_options, separator_from_args
 
 EPILOG = """\
@@ -52,7 +61,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT", help="audio files or folders (recursive)"
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="audio files or folders (recursive); - reads standard input (stems named stdin)",
     )
     _model_options(p.add_argument_group("model"))
     _output_options(p.add_argument_group("output"))
@@ -88,12 +101,12 @@ def _output_options(o: argparse._ArgumentGroup) -> None:
         "--format",
         default="wav",
         choices=audio_io.OUTPUT_FORMATS,
-        help="wav (default), flac, mp3 (320 kbit/s), or stems: one .stem.mp4 per input",
+        help=", ".join(f.help for f in audio_io.FORMATS.values()),
     )
     o.add_argument(
         "--bits",
         default=None,
-        choices=["float", "16", "24"],
+        choices=list(dict.fromkeys(b for bits in audio_io.BIT_DEPTHS.values() for b in bits)),
         help="sample format for wav (default: float) and flac (default: 24)",
     )
     o.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -138,85 +151,12 @@ def _processing_options(r: argparse._ArgumentGroup) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file and where its stems go."""
-
-    path: Path
-    destination: Path  # folder, or the .stem.mp4 file
-    outputs: tuple[Path, ...]
-
-
-def input_name(path: Path) -> str:
-    """``song`` for ``song.mp3`` and for ``song.stem.mp4``."""
-    if path.name.lower().endswith(".stem.mp4"):
-        return path.name[: -len(".stem.mp4")]
-    return path.stem
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def find_inputs(inputs: list[Path], out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Files to separate as ``(file, sub-folder under OUT)``, and one error per bad input.
-
-    Folders are walked recursively for audio file names (hidden files and anything inside
-    ``out_dir`` are left out); files given by name are taken whatever their ending.
-    """
-    found: list[tuple[Path, Path]] = []
-    errors: list[str] = []
-    for item in inputs:
-        if item.is_dir():
-            files = sorted(
-                f
-                for f in item.rglob("*")
-                if f.is_file()
-                and audio_io.is_audio_name(f)
-                and not any(part.startswith(".") for part in f.relative_to(item).parts)
-                and not _is_inside(f, out_dir)
-            )
-            if not files:
-                errors.append(f"{item}: no audio files found in this folder")
-            found.extend((f, f.parent.relative_to(item)) for f in files)
-        elif item.exists():
-            found.append((item, Path()))
-        else:
-            errors.append(f"{item}: no such file or folder")
-    return found, errors
-
-
-def plan_jobs(
-    found: list[tuple[Path, Path]], out_dir: Path, names: tuple[str, ...], fmt: str
-) -> tuple[list[Job], list[str]]:
-    """Output paths per input; inputs that would write the same outputs are errors."""
-    jobs: list[Job] = []
-    errors: list[str] = []
-    taken: dict[Path, Path] = {}
-    for path, sub in found:
-        name = input_name(path)
-        if fmt == "stems":
-            destination = out_dir / sub / f"{name}{audio_io.output_suffix(fmt)}"
-            outputs: tuple[Path, ...] = (destination,)
-        else:
-            destination = out_dir / sub / name
-            outputs = tuple(destination / f"{n}.{fmt}" for n in names)
-        if destination in taken:
-            errors.append(
-                f"{path}: its stems would overwrite those of {taken[destination]} in "
-                f"{destination}; separate it in another call with a different --out-dir"
-            )
-            continue
-        taken[destination] = path
-        jobs.append(Job(path, destination, outputs))
-    return jobs, errors
-
-
 def _check_args(args: argparse.Namespace) -> None:
+    finite = {"--start": args.start, "--duration": args.duration, "--segment": args.segment,
+              "--overlap": args.overlap}  # fmt: skip
+    for option, value in finite.items():
+        if value is not None and not math.isfinite(value):
+            raise UnmixError(f"{option} must be a finite number of seconds, got {value}")
     checks = [
         (args.niter >= 0, f"--niter must be >= 0, got {args.niter}"),
         (args.wiener_win_len >= 0, f"--wiener-win-len must be >= 0, got {args.wiener_win_len}"),
@@ -249,27 +189,30 @@ def _prepare_out_dir(out_dir: Path) -> None:
         raise UnmixError(f"output folder {out_dir} is not writable; choose another --out-dir")
 
 
-class Console:
-    """Notes, errors and progress bars on stderr; bars only on a terminal and not --quiet."""
+class Console(BatchListener):
+    """Notes, errors and progress bars on stderr, results on stdout; bars only on a terminal
+    and not --quiet. Control characters in messages (file names) are shown escaped."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bars = not quiet and sys.stderr.isatty()
+        self._bar: tqdm | None = None
+        self.overall: tqdm | None = None
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            tqdm.write(f"unmix: {message}", file=sys.stderr)
+            tqdm.write(f"unmix: {printable(message)}", file=sys.stderr)
 
     def error(self, message: str) -> None:
-        tqdm.write(f"unmix: error: {message}", file=sys.stderr)
+        tqdm.write(f"unmix: error: {printable(message)}", file=sys.stderr)
 
     def result(self, message: str) -> None:
-        tqdm.write(message, file=sys.stdout)
+        tqdm.write(printable(message), file=sys.stdout)
 
     def bar(self, total: float | None, desc: str, unit: str, position: int) -> tqdm:
         return tqdm(
             total=total,
-            desc=desc,
+            desc=printable(desc),
             unit=unit,
             position=position,
             leave=False,
@@ -280,41 +223,42 @@ class Console:
             "[{elapsed}<{remaining}]",
         )
 
+    # BatchListener
+    def skipped(self, job: Job, existing: Path) -> None:
+        self.note(f"skipping {job.label}: {existing} exists (use --force to overwrite)")
+        self._close_bar()
 
-def _expected_seconds(path: Path, start: float, duration: float | None) -> float | None:
-    try:
-        total = audio_io.info(path).duration
-    except UnmixError:
-        return None  # the separation itself reports the problem
-    if not total:
-        return None
-    rest = max(total - start, 0.0)
-    return min(rest, duration) if duration is not None else rest
+    def started(self, job: Job, seconds: float | None) -> None:
+        name = input_name(job.path) if job.path.name in ("", "-") else job.path.name
+        name = name if len(name) <= 40 else name[:37] + "..."
+        self._bar = self.bar(seconds, name, "s", position=1)
 
+    def progress(self, seconds: float) -> None:
+        if self._bar is not None:
+            self._bar.update(seconds)
 
-def _separate_one(
-    job: Job, sep: Separator, plan: SegmentPlan, args: argparse.Namespace, console: Console
-) -> FileReport:
-    seconds = _expected_seconds(job.path, args.start, args.duration)
-    name = job.path.name if len(job.path.name) <= 40 else job.path.name[:37] + "..."
-    with console.bar(seconds, name, "s", position=1) as bar:
-        return separate_file(
-            sep,
-            job.path,
-            job.destination,
-            fmt=args.format,
-            bits=args.bits,
-            start=args.start,
-            duration=args.duration,
-            plan=plan,
-            progress=bar.update,
-        )
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self.overall is not None:
+            self.overall.update(1)
+
+    def finished(self, job: Job, report: FileReport, elapsed: float) -> None:
+        self._close_bar()
+        for warning in report.warnings:
+            self.note(f"warning: {job.label}: {warning}")
+        self.result(_summary(job, report, elapsed))
+
+    def failed(self, job: Job, message: str) -> None:
+        self._close_bar()
+        self.error(message)
 
 
 def _summary(job: Job, report: FileReport, elapsed: float) -> str:
     speed = report.seconds / elapsed if elapsed > 0 else float("inf")
     line = (
-        f"{job.path} -> {job.destination} ({report.seconds:.1f} s at {report.sample_rate} Hz, "
+        f"{job.label} -> {job.destination} ({report.seconds:.1f} s at {report.sample_rate} Hz, "
         f"{report.nb_channels} ch, {speed:.1f}x real time)"
     )
     if report.residual_db is not None:
@@ -327,57 +271,30 @@ def run(args: argparse.Namespace) -> int:
     console = Console(args.quiet)
     if args.jobs:
         torch.set_num_threads(args.jobs)
-    found, failures = find_inputs(args.inputs, args.out_dir)
-    if not found and len(failures) == 1:
-        raise UnmixError(failures[0])
-    for message in failures:
+    options = OutputOptions(
+        args.out_dir, args.format, args.bits, args.force, args.start, args.duration
+    )
+    batch = plan_batch(args.inputs, options)
+    if not batch.jobs and len(batch.errors) == 1:
+        raise UnmixError(batch.errors[0])
+    for message in batch.errors:
         console.error(message)
-    if not found:
+    if not batch.jobs:
         raise UnmixError("nothing to separate")
     _prepare_out_dir(args.out_dir)
     sep = separator_from_args(args)
     plan = plan_segments(sep, args.segment, args.overlap)
-    jobs, clashes = plan_jobs(found, args.out_dir, sep.output_names, args.format)
-    for message in clashes:
-        console.error(message)
     device = next(iter(sep.parameters())).device
     console.note(
         f"model {args.model} on {device} ({torch.get_num_threads()} threads); segments of "
         f"{plan.segment / sep.sample_rate:.1f} s with {plan.overlap / sep.sample_rate:.1f} s "
         "cross-faded overlap"
     )
-    failed = len(failures) + len(clashes)
-    failed += _run_jobs(jobs, sep, plan, args, console)
-    if failed and len(found) + len(failures) > 1:
-        console.error(f"{failed} of {len(found) + len(failures)} inputs failed, see above")
-    return 1 if failed else 0
-
-
-def _run_jobs(
-    jobs: list[Job], sep: Separator, plan: SegmentPlan, args: argparse.Namespace, console: Console
-) -> int:
-    failed = 0
-    overall = console.bar(len(jobs), "files", "files", position=0) if len(jobs) > 1 else None
-    for job in jobs:
-        existing = [p for p in job.outputs if p.exists()]
-        if existing and not args.force:
-            console.note(f"skipping {job.path}: {existing[0]} exists (use --force to overwrite)")
-        else:
-            started = time.perf_counter()
-            try:
-                report = _separate_one(job, sep, plan, args, console)
-            except UnmixError as exc:
-                console.error(str(exc) if str(job.path) in str(exc) else f"{job.path}: {exc}")
-                failed += 1
-            except Exception as exc:  # one broken file must not stop a batch
-                console.error(f"{job.path}: unexpected {type(exc).__name__}: {exc}")
-                failed += 1
-            else:
-                for warning in report.warnings:
-                    console.note(f"warning: {job.path}: {warning}")
-                console.result(_summary(job, report, time.perf_counter() - started))
-        if overall is not None:
-            overall.update(1)
-    if overall is not None:
-        overall.close()
-    return failed
+    if len(batch.jobs) > 1:
+        console.overall = console.bar(len(batch.jobs), "files", "files", position=0)
+    result = separate_files(sep, batch, plan=plan, listener=console)
+    if console.overall is not None:
+        console.overall.close()
+    if result.failed and result.nb_inputs > 1:
+        console.error(f"{result.failed} of {result.nb_inputs} inputs failed, see above")
+    return 1 if result.failed else 0

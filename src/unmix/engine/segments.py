@@ -3,7 +3,8 @@
 Peak memory depends on the segment length, not on the length of the song. Audio here is
 ``float32`` at the model rate, shaped ``(nb_channels, nb_timesteps)``; stems are shaped
 ``(nb_outputs, nb_channels, nb_timesteps)`` in :attr:`Separator.output_names` order.
-No file I/O and no resampling happen here (see :mod:`unmix.audio` and :mod:`unmix.api`).
+No file I/O and no resampling happen here (see :mod:`unmix.audio` and
+:mod:`unmix.engine.stream`).
 
 Segment layout: segment ``k`` covers samples ``[k·step, k·step + segment)``; two
 neighbours share ``overlap = segment − step`` samples, where the earlier one fades out
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .separator import Separator
+from ..separator import Separator
 
 #: default segment and overlap lengths (seconds); see docs/separation.md for the choice
 SEGMENT_SECONDS = 60.0
@@ -79,7 +80,7 @@ def plan_segments(
             f"segment {segment_seconds} s"
         )
     rate, hop = separator.sample_rate, separator.config.n_hop
-    unit = hop * (separator.wiener_win_len or 1)
+    unit = hop * (separator.wiener.wiener_win_len or 1)
     step = max(1, round((segment_seconds - overlap_seconds) * rate / unit)) * unit
     overlap = max(1, round(overlap_seconds * rate / hop)) * hop
     return SegmentPlan(segment=step + overlap, overlap=overlap)

@@ -1,0 +1,228 @@
+"""Writing stems: every format through one writer (:class:`StemWriter`) and one table.
+
+Files are written while the stems are produced, under short temporary names
+(:func:`unmix.fileio.temporary_file`) renamed when every file is complete, so nothing
+appears under a final name half-written, and a failed or interrupted write leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+from ..errors import AudioError, UnmixError
+from ..fileio import atomic_path, publish, remove_stale_temporaries, temporary_file
+from .decode import reason
+from .formats import format_of_path, get_format
+from .sinks import Sink
+
+#: free space below which a failed write is reported as a full disk (bytes)
+FULL_DISK_BYTES = 16 * 2**20
+#: what encoders raise when a write fails
+WRITE_ERRORS = (OSError, sf.LibsndfileError, av.error.FFmpegError, RuntimeError)
+
+
+@dataclass
+class _Level:
+    """Peak and clipped-sample count of one output stream."""
+
+    name: str
+    peak: float = 0.0
+    clipped: int = 0
+
+    def limit(self, block: np.ndarray, clip: bool) -> np.ndarray:
+        """Track the level; clip to full scale if the format cannot hold more."""
+        if block.size:
+            self.peak = max(self.peak, float(np.abs(block).max()))
+        if not clip:
+            return block
+        over = np.abs(block) > 1.0
+        count = int(over.sum())
+        if not count:
+            return block
+        self.clipped += count
+        clipped: np.ndarray = np.clip(block, -1.0, 1.0)
+        return clipped
+
+    def warning(self) -> str | None:
+        if not self.clipped:
+            return None
+        return (
+            f"{self.name}: {self.clipped} samples above full scale were clipped "
+            f"(peak {20 * math.log10(self.peak):+.1f} dBFS); use --format wav for float "
+            "output that keeps them"
+        )
+
+
+def write_failure(folder: Path, exc: BaseException) -> UnmixError:
+    """A one-line error for a failed write into ``folder``, naming a full disk as such."""
+    try:
+        full = shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    if full or (isinstance(exc, OSError) and exc.errno == 28):
+        what = "the disk is full (no space left on device)"
+    elif isinstance(exc, OSError) and exc.strerror:
+        what = exc.strerror
+    else:
+        what = reason(exc)
+    return UnmixError(f"cannot write stems in {folder}: {what}; nothing was kept")
+
+
+class StemWriter:
+    """Write stems while they are produced, to temporary files renamed on :meth:`commit`.
+
+    The format (:data:`unmix.audio.formats.FORMATS`) decides the files: one per output
+    (``<folder>/<name><suffix>``) or one holding the mixture and then every output
+    (``stems``: ``destination`` is the ``.stem.mp4`` path). Nothing appears under the final
+    names until every file is complete; :meth:`abort` (or leaving the ``with`` block by an
+    exception) removes the temporary files.
+
+    Clipping policy: float WAV keeps every value; integer (16/24-bit WAV, FLAC) and lossy
+    (MP3, AAC) outputs clip at full scale and :meth:`commit` returns one warning per clipped
+    output with the count and the peak level.
+
+    Args:
+        destination: folder for one-file-per-stem formats, the file path otherwise.
+        names: output names (``vocals``, ``drums``, ...), in stream order.
+        fmt: a key of :data:`unmix.audio.formats.FORMATS`.
+        sample_rate: Hz (checked against the codec's rates before anything is created).
+        nb_channels: 1 or 2.
+        bits: ``--bits`` choice (Default: the format's first).
+    """
+
+    def __init__(
+        self,
+        destination: Path,
+        names: tuple[str, ...],
+        fmt: str,
+        sample_rate: int,
+        nb_channels: int,
+        bits: str | None = None,
+    ) -> None:
+        self.format = get_format(fmt)
+        self.fmt, self.names, self.rate, self.nb_channels = fmt, names, sample_rate, nb_channels
+        self.subtype = self.format.sample_format(bits)
+        self.format.check_rate(sample_rate)
+        self.clip = self.format.clips(self.subtype)
+        self.files = self.format.files(Path(destination), names)
+        self.levels = [
+            _Level(n if self.format.one_file else f"{n}{self.format.suffix}")
+            for streams in self.files.values()
+            for n in streams
+        ]
+        self._temps: dict[Path, Path] = {}
+        self._created: list[Path] = []
+        self._sinks: list[tuple[Sink, int]] = []  # sink, number of streams
+        try:
+            self._open()
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def outputs(self) -> list[Path]:
+        """The final paths, in stream order."""
+        return list(self.files)
+
+    def _open(self) -> None:
+        for final, streams in self.files.items():
+            self._make_folder(final.parent)
+            remove_stale_temporaries(final.parent)
+            try:
+                tmp = temporary_file(final.parent)
+            except OSError as exc:
+                raise write_failure(final.parent, exc) from exc
+            self._temps[final] = tmp
+            sink = self.format.opener(tmp, streams, self.rate, self.nb_channels, self.subtype)
+            self._sinks.append((sink, len(streams)))
+
+    def _make_folder(self, folder: Path) -> None:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnmixError(
+                f"cannot create output folder {folder}: {exc.strerror or reason(exc)}"
+            ) from exc
+        self._created.extend(missing)
+
+    def write(self, mix: np.ndarray, stems: np.ndarray) -> None:
+        """Append ``mix (nb_channels, n)`` and ``stems (nb_outputs, nb_channels, n)``.
+
+        ``mix`` is only stored by one-file formats (as their first stream).
+        """
+        blocks = [mix, *stems] if self.format.one_file else list(stems)
+        blocks = [lvl.limit(b, self.clip) for lvl, b in zip(self.levels, blocks, strict=True)]
+        position = 0
+        try:
+            for sink, count in self._sinks:
+                sink.write(blocks[position : position + count])
+                position += count
+        except WRITE_ERRORS as exc:
+            raise write_failure(next(iter(self.files)).parent, exc) from exc
+
+    def commit(self) -> list[str]:
+        """Finish every file and move it to its final name; returns clipping warnings."""
+        try:
+            for sink, _ in self._sinks:
+                sink.close()
+            for final, tmp in self._temps.items():
+                publish(tmp, final)
+        except WRITE_ERRORS as exc:
+            self.abort()
+            raise write_failure(next(iter(self.files)).parent, exc) from exc
+        self._temps.clear()
+        return [w for w in (lvl.warning() for lvl in self.levels) if w]
+
+    def abort(self) -> None:
+        """Drop the temporary files (and the folders this writer created, if left empty)."""
+        for sink, _ in self._sinks:
+            with contextlib.suppress(Exception):
+                sink.close()
+        for tmp in self._temps.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._temps.clear()
+        for folder in self._created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+        self._created.clear()
+
+    def __enter__(self) -> StemWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def write(path: str | Path, audio: np.ndarray, sample_rate: int, bits: str | None = None) -> None:
+    """Write ``(nb_channels, nb_timesteps)`` audio atomically; format from the ending.
+
+    Any one-file-per-stem format of :data:`unmix.audio.formats.FORMATS` (wav, flac, mp3);
+    ``bits`` as ``--bits``. Integer formats clip at full scale.
+
+    Raises:
+        AudioError: unknown ending or a write failure (no partial file is left).
+    """
+    path = Path(path)
+    fmt = format_of_path(path)
+    subtype = fmt.sample_format(bits)
+    fmt.check_rate(sample_rate)
+    try:
+        with atomic_path(path) as tmp:
+            sink = fmt.opener(tmp, (path.stem,), sample_rate, audio.shape[0], subtype)
+            try:
+                sink.write([audio])
+            finally:
+                sink.close()
+    except WRITE_ERRORS as exc:
+        raise AudioError(f"cannot write {path}: {reason(exc)}") from exc

@@ -1,0 +1,55 @@
+"""The separation engine: long audio in bounded memory, from arrays to batches of files.
+
+* :mod:`~unmix.engine.segments` — segment plan, cross-fade, :class:`StreamingSeparator`
+  (model-rate arrays, no I/O).
+* :mod:`~unmix.engine.stream` — the streaming pipeline: any rate in, stems at that rate out
+  (:func:`iter_separate`, :func:`separate_array`); input and output checks.
+* :mod:`~unmix.engine.files` — one file to stem files (:func:`separate_file`) or arrays.
+* :mod:`~unmix.engine.batch` — inputs to jobs to stem files (:func:`plan_batch`,
+  :func:`separate_files`).
+"""
+
+from .batch import (
+    BatchListener,
+    BatchPlan,
+    BatchResult,
+    Job,
+    OutputOptions,
+    find_inputs,
+    input_name,
+    plan_batch,
+    separate_files,
+)
+from .files import FileReport, separate_file, separate_path
+from .segments import (
+    OVERLAP_SECONDS,
+    SEGMENT_SECONDS,
+    SegmentPlan,
+    StreamingSeparator,
+    plan_segments,
+    separate_long,
+)
+from .stream import iter_separate, separate_array
+
+__all__ = [
+    "OVERLAP_SECONDS",
+    "SEGMENT_SECONDS",
+    "BatchListener",
+    "BatchPlan",
+    "BatchResult",
+    "FileReport",
+    "Job",
+    "OutputOptions",
+    "SegmentPlan",
+    "StreamingSeparator",
+    "find_inputs",
+    "input_name",
+    "iter_separate",
+    "plan_batch",
+    "plan_segments",
+    "separate_array",
+    "separate_file",
+    "separate_files",
+    "separate_long",
+    "separate_path",
+]
