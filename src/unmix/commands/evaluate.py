@@ -9,8 +9,7 @@ from pathlib import Path
 
 from .. import evaluate as ev
 from ..errors import UnmixError
-from ..fileio import atomic_write_text
-from ..registry import DEFAULT_MODEL
+from ..hub.registry import DEFAULT_MODEL
 from ..tracks import Track, find_tracks
 from .common import add_device_option, add_wiener_options
 
@@ -64,6 +63,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     d.add_argument("--tracks", nargs="+", metavar="NAME", help="only these tracks")
     d.add_argument("--targets", nargs="+", metavar="NAME", help="score only these targets")
+    d.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="score a track without the targets it has no estimate for (default: refuse, "
+        "since that changes the mean row)",
+    )
     s = p.add_argument_group("scoring")
     s.add_argument(
         "--metrics",
@@ -108,17 +113,38 @@ def _subset(root: Path, subset: str | None) -> str | None:
     return None
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def _check_args(args: argparse.Namespace) -> ev.EvalSettings:
+    """Refuse bad arguments before any work; returns the scoring settings."""
     if (args.estimates is None) == (args.model is None):
         raise UnmixError("give either a folder of estimates or --model NAME|DIR (not both)")
-    if args.window <= 0 or args.hop <= 0:
-        raise UnmixError(f"--window and --hop must be positive, got {args.window}, {args.hop}")
-    if args.regularization < 0:
-        raise UnmixError(f"--regularization must be >= 0, got {args.regularization}")
+    settings = ev.EvalSettings(
+        args.metrics,
+        args.window,
+        args.hop,
+        args.regularization,
+        tuple(args.targets) if args.targets else None,
+        args.allow_missing,
+    )
     if args.estimates is not None and not args.estimates.is_dir():
         raise UnmixError(f"estimates folder {args.estimates} does not exist")
-    if not args.no_plot:
-        ev.require_matplotlib()
+    ev.check_out_dir(args.out_dir)
+    return settings
+
+
+def _check_missing(args: argparse.Namespace, tracks: list[Track]) -> str | None:
+    """Refuse estimates that lack a target for some track (unless --allow-missing); returns
+    the line naming them, or None."""
+    missing = ev.missing_estimates(tracks, args.estimates, args.targets)
+    if not missing:
+        return None
+    line = ev.describe_missing(missing)
+    if not args.allow_missing:
+        raise UnmixError(
+            f"missing estimates ({line}): that would change the mean row; add the files, or "
+            "pass --allow-missing to score the tracks without them"
+        )
+    print(f"unmix: note: scoring without the missing estimates ({line})", file=sys.stderr)
+    return f"Missing estimates (scored without them): {line}"
 
 
 def _source(
@@ -152,18 +178,29 @@ def _source(
     return ev.model_estimates(separator, args.save_estimates), line, tracks
 
 
+def _plots(
+    args: argparse.Namespace, scores: list[ev.TrackScores], metrics: tuple[str, ...]
+) -> list[Path]:
+    """The box plots, or none (with a one-line note when matplotlib is missing)."""
+    if args.no_plot:
+        return []
+    if not ev.matplotlib_available():
+        print(
+            "unmix: note: no box plots: matplotlib is not installed (pip install "
+            "'unmix[plot]'; --no-plot skips them)",
+            file=sys.stderr,
+        )
+        return []
+    title = str(args.model or args.estimates.name)
+    return ev.boxplots(scores, args.out_dir, args.frames_agg, metrics, title)
+
+
 def run(args: argparse.Namespace) -> int:
-    _check_args(args)
+    settings = _check_args(args)
     subset = _subset(args.root, args.subset)
     tracks = find_tracks(args.root, subset, args.split, args.tracks)
     source, origin, tracks = _source(args, tracks)
-    settings = ev.EvalSettings(
-        args.metrics,
-        args.window,
-        args.hop,
-        args.regularization,
-        tuple(args.targets) if args.targets else None,
-    )
+    missing = _check_missing(args, tracks) if args.estimates is not None else None
     scores, failed = ev.evaluate_tracks(
         tracks, source, args.out_dir, settings, print, load_mixture=args.model is not None
     )
@@ -176,17 +213,19 @@ def run(args: argparse.Namespace) -> int:
         *ev.describe_scoring(settings, args.frames_agg, args.tracks_agg),
         f"Dataset: {ev.describe_dataset(tracks, args.root, args.split)}; scored {len(scores)}",
         origin,
+        *([missing] if missing else []),
     ]
     print()
     print("\n".join(header))
     print(ev.summary_text(summary))
-    atomic_write_text(args.out_dir / "scores.csv", ev.summary_csv(summary))
-    atomic_write_text(args.out_dir / "scores.md", ev.summary_markdown(summary, header))
-    atomic_write_text(args.out_dir / "tracks.csv", ev.track_csv(scores, args.frames_agg))
-    title = str(args.model or args.estimates.name)
-    written = (
-        [] if args.no_plot else ev.boxplots(scores, args.out_dir, args.frames_agg, metrics, title)
+    ev.write_files(
+        {
+            args.out_dir / "scores.csv": ev.summary_csv(summary),
+            args.out_dir / "scores.md": ev.summary_markdown(summary, header),
+            args.out_dir / "tracks.csv": ev.track_csv(scores, args.frames_agg),
+        }
     )
+    written = _plots(args, scores, metrics)
     print(
         f"\nwrote {args.out_dir}/: {len(scores)} JSON, scores.csv, scores.md, tracks.csv"
         + (f", {len(written)} box plots" if written else "")
