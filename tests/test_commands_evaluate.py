@@ -114,6 +114,10 @@ def test_out_dir_that_is_a_file(
         assert code == 1 and len(error_lines(err)) == 1
         assert "is a file, not a folder" in err
     assert blocker.read_text() == "keep me"
+    argv = ["--model", "umx-preview", "--root", str(root), "--out-dir", str(tmp_path / "o")]
+    code, _, err = run([*argv, "--save-estimates", str(blocker)], capsys)
+    assert code == 1 and len(error_lines(err)) == 1 and "--save-estimates" in err
+    assert blocker.read_text() == "keep me" and not (tmp_path / "o").exists()
 
 
 def _full_disk_at(monkeypatch: pytest.MonkeyPatch, start: bytes) -> None:

@@ -128,6 +128,8 @@ def _check_args(args: argparse.Namespace) -> ev.EvalSettings:
     if args.estimates is not None and not args.estimates.is_dir():
         raise UnmixError(f"estimates folder {args.estimates} does not exist")
     ev.check_out_dir(args.out_dir)
+    if args.save_estimates is not None:
+        ev.check_out_dir(args.save_estimates, "--save-estimates")
     return settings
 
 

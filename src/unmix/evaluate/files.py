@@ -67,23 +67,27 @@ def write_error(path: Path, exc: OSError) -> ScoreWriteError:
     )
 
 
-def check_out_dir(out_dir: str | Path) -> None:
+def check_out_dir(out_dir: str | Path, flag: str = "--out-dir") -> None:
     """Refuse an output folder that cannot be one, before anything is computed.
 
+    Args:
+        out_dir: the folder (it need not exist yet).
+        flag: the option that named it, for the message.
+
     Raises:
-        UnmixError: ``out_dir`` (or the nearest existing folder above it) is a file, or
+        UnmixError: ``out_dir`` (or the nearest existing path above it) is a file, or
             that folder is not writable.
     """
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
-        raise UnmixError(f"--out-dir {path} is a file, not a folder: choose a folder")
+        raise UnmixError(f"{flag} {path} is a file, not a folder: choose a folder")
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise UnmixError(f"--out-dir {path}: {existing} is a file, not a folder")
+        raise UnmixError(f"{flag} {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UnmixError(f"--out-dir {path}: cannot write into {existing} (permission denied)")
+        raise UnmixError(f"{flag} {path}: cannot write into {existing} (permission denied)")
 
 
 def write_track_json(out_dir: str | Path, scores: TrackScores) -> Path:
