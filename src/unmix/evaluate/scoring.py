@@ -230,14 +230,15 @@ def score_track(
         name, subset: stored in the result.
         mode: ``"bsseval"`` (SDR, SIR, SAR, ISR) or ``"sdr"`` (SDR only; the other three
             are NaN).
-        window, hop: in seconds, turned into ``int(seconds * rate)`` samples.
+        window, hop: in seconds, turned into ``int(seconds * rate)`` samples (at least 1).
         regularization: see :func:`unmix.metrics.bss_eval_v4` (0: museval).
 
     Returns:
         the framewise scores (and uSDR) of every scored target.
 
     Raises:
-        UnmixError: no estimate matches a reference, or channel counts differ.
+        UnmixError: no estimate matches a reference, channel counts differ, or the
+            window or hop is not a finite duration of at least one sample.
     """
     if mode not in MODES:
         raise UnmixError(f"mode must be one of {MODES}, got {mode!r}")
