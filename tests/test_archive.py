@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unmix.archive import ArchiveError, ZipLimits, check_member_name, extract_zip
+from unmix.hub.archive import ArchiveError, ZipLimits, check_member_name, extract_zip
 
 
 def make_zip(

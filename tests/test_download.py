@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from unmix import download
 from unmix.config import ModelConfig
 from unmix.errors import WeightsError
-from unmix.loading import load_separator
-from unmix.model import OpenUnmix
-from unmix.registry import BUNDLES, ModelBundle, WeightFile
+from unmix.hub import download
+from unmix.hub.loading import load_separator
+from unmix.hub.registry import BUNDLES, ModelBundle, WeightFile
+from unmix.models.umx import OpenUnmix
 
 
 class _Server:

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unmix import audio as audio_io
-from unmix.archive import extract_zip
 from unmix.config import ModelConfig
 from unmix.errors import UnmixError
-from unmix.nnabla import read_h5
-from unmix.weights import read_state_dict
+from unmix.hub.archive import extract_zip
+from unmix.hub.h5 import read_h5
+from unmix.hub.weights import read_state_dict
 
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

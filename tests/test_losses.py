@@ -19,8 +19,8 @@ from unmix.losses import (
     time_loss,
     weighted_sdr,
 )
+from unmix.models.xumx import XUMX
 from unmix.transforms import STFT
-from unmix.xumx import XUMX
 
 TINY = ModelConfig(n_fft=256, n_hop=64, hidden_size=16, nb_layers=1, max_bin=64, arch="xumx")
 

@@ -21,13 +21,14 @@ import soundfile as sf
 import torch
 
 from unmix import audio as audio_io
-from unmix import registry
 from unmix.cli import main
 from unmix.config import CONFIGS, ModelConfig
 from unmix.errors import UnmixError, WeightsError
-from unmix.loading import load_models, load_separator, save_model
-from unmix.model import OpenUnmix
-from unmix.nnabla import read_h5, read_nnabla_file, umx_state_dict
+from unmix.hub import registry
+from unmix.hub.h5 import read_h5
+from unmix.hub.loading import load_model, load_separator, save_model
+from unmix.hub.nnabla import read_nnabla_file, umx_state_dict
+from unmix.models.umx import UMX, OpenUnmix
 
 from .test_nnabla_layout import random_state, umx_arrays, write_h5
 
@@ -57,7 +58,7 @@ def torch_folder(tmp: Path, config: ModelConfig, states: dict) -> Path:
         net = OpenUnmix.from_config(config)
         net.load_state_dict(state)
         models[target] = net
-    return save_model(tmp, config.with_(targets=tuple(states)), models)
+    return save_model(tmp, config.with_(targets=tuple(states)), UMX(models))
 
 
 def separate(model, audio: np.ndarray, **kwargs) -> torch.Tensor:
@@ -78,9 +79,9 @@ def umxhq_h5(tmp_path_factory) -> tuple[Path, Path]:
 def test_umxhq_h5_folder_gives_the_pytorch_stems(umxhq_h5, clip):
     h5_dir, ref_dir = umxhq_h5
     audio, _ = audio_io.read(clip, duration=3.0)
-    config, models = load_models(h5_dir)
+    config, model = load_model(h5_dir)
     assert config == CONFIGS["umxhq"]
-    assert list(models) == list(TARGETS)
+    assert model.targets == TARGETS
     expected = separate(ref_dir, audio)
     got = separate(h5_dir, audio)
     err = (got - expected).abs().max().item()
@@ -111,13 +112,13 @@ def test_unidirectional_single_layer_maps(tmp_path):
     arrays = dict(umx_arrays(state))
     assert "lstm/lstm/weight" not in arrays
     path = write_h5(tmp_path / "vocals.h5", list(arrays.items()))
-    loaded, models = load_models(path)
+    loaded, model = load_model(path)
     assert loaded.unidirectional and loaded.nb_layers == 1 and loaded.targets == ("vocals",)
     x = torch.rand(1, 2, config.nb_bins, 5)
     ref = OpenUnmix.from_config(config)
     ref.load_state_dict(state)
     with torch.no_grad():
-        torch.testing.assert_close(models["vocals"](x), ref.eval()(x), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(model(x)[..., 0], ref.eval()(x), atol=1e-6, rtol=1e-5)
 
 
 def _arrays_without(state, *names: str) -> list:
@@ -130,7 +131,7 @@ def test_missing_arrays_are_named(tmp_path):
         _arrays_without(random_state(TINY, 0), "fc2/bn/var", "lstm/lstm/weight"),
     )
     with pytest.raises(WeightsError, match="lacks the arrays") as info:
-        load_models(path)
+        load_model(path)
     assert "fc2/bn/var" in str(info.value) and "lstm/lstm/weight" in str(info.value)
 
 
@@ -139,7 +140,7 @@ def test_wrong_shapes_are_named(tmp_path):
     arrays = [(n, a[:-1] if n == "fc2/affine/W" else a) for n, a in arrays]
     path = write_h5(tmp_path / "drums.h5", arrays)
     with pytest.raises(WeightsError, match=r"fc2/affine/W \(31, 16\) \(expected \(32, 16\)\)"):
-        load_models(path)
+        load_model(path)
 
 
 def test_extra_arrays_are_ignored(tmp_path, caplog):
@@ -150,7 +151,7 @@ def test_extra_arrays_are_ignored(tmp_path, caplog):
     extras = [("conv_cos", np.ones(3, np.float32)), ("stft/conv_sin", np.ones(3, np.float32))]
     unknown = [("solver/momentum", np.zeros(2, np.float32))]
     path = write_h5(tmp_path / "vocals.h5", kernels + umx_arrays(state) + extras + unknown)
-    with caplog.at_level(logging.WARNING, logger="unmix.nnabla"):
+    with caplog.at_level(logging.WARNING, logger="unmix.hub.nnabla"):
         weights = read_nnabla_file(path)
     assert "conv_r" not in read_h5(path)
     warned = " ".join(r.getMessage() for r in caplog.records)
@@ -162,19 +163,19 @@ def test_extra_arrays_are_ignored(tmp_path, caplog):
 def test_sigsep_port_with_affine_biases_is_refused(tmp_path):
     arrays = [*umx_arrays(random_state(TINY, 0)), ("fc1/affine/b", np.zeros(16, np.float32))]
     with pytest.raises(WeightsError, match="sigsep open-unmix-nnabla"):
-        load_models(write_h5(tmp_path / "vocals.h5", arrays))
+        load_model(write_h5(tmp_path / "vocals.h5", arrays))
 
 
 def test_not_an_hdf5_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "vocals.h5"
     bad.write_bytes(b"not hdf5 at all")
     with pytest.raises(WeightsError, match=r"not a valid NNabla \.h5"):
-        load_models(bad)
+        load_model(bad)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as fh:
         fh.create_dataset("weights", data=np.zeros(3))
     with pytest.raises(WeightsError, match="no input_mean array"):
-        load_models(other)
+        load_model(other)
 
 
 def _wav(tmp_path: Path, seconds: float = 1.0) -> Path:
@@ -282,12 +283,12 @@ def test_registry_downloads_a_zip_once_and_records_its_hash(tmp_path, served, mo
         for path in folder.iterdir():
             zf.write(path, path.name)
     _register(monkeypatch, "test-nnabla", f"{base}/umx.zip", "umx.zip", "nnabla-zip")
-    config, models = load_models("test-nnabla", progress=False)
-    assert list(models) == list(TARGETS) and config.n_hop == TINY.n_hop
+    config, model = load_model("test-nnabla", progress=False)
+    assert model.targets == TARGETS and config.n_hop == TINY.n_hop
     recorded = json.loads((cache / "test-nnabla" / "sha256-first-use.json").read_text())
     assert recorded["umx.zip"] == hashlib.sha256((root / "umx.zip").read_bytes()).hexdigest()
     (root / "umx.zip").unlink()  # served no more: the cached copy is used
-    load_models("test-nnabla", progress=False)
+    load_model("test-nnabla", progress=False)
 
 
 def _hostile_zip(path: Path, victim: Path) -> Path:
@@ -312,7 +313,7 @@ def test_hostile_zips_are_refused_and_nothing_escapes(tmp_path, served, monkeypa
     _hostile_zip(root / "evil.zip", victim)
     _register(monkeypatch, "evil-nnabla", f"{base}/evil.zip", "evil.zip", "nnabla-zip")
     with pytest.raises(UnmixError, match="refusing archive member"):
-        load_models("evil-nnabla", progress=False)
+        load_model("evil-nnabla", progress=False)
     local = _hostile_zip(tmp_path / "local.zip", victim)
     assert main(["separate", str(_wav(tmp_path)), "--model", str(local)]) == 1
     assert not victim.exists()
@@ -343,4 +344,4 @@ def test_offline_registry_download_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("UNMIX_HOME", str(tmp_path))
     monkeypatch.setenv("UNMIX_OFFLINE", "1")
     with pytest.raises(WeightsError, match=r"x-umx\.h5"):
-        load_models("xumx", progress=False)
+        load_model("xumx", progress=False)

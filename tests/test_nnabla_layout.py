@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from unmix.config import CONFIGS
-from unmix.model import OpenUnmix
+from unmix.models.umx import OpenUnmix
 
 from .helpers import randomize
 
@@ -165,7 +165,7 @@ def test_umx_layout_matches_documented_table(tmp_path):
 
 
 def test_writer_packs_lstm_gates_input_then_recurrent():
-    config = CONFIGS["umxhq"].with_(hidden_size=8, max_bin=5, n_fft=16, nb_layers=2)
+    config = CONFIGS["umxhq"].with_(hidden_size=8, max_bin=5, n_fft=16, n_hop=4, nb_layers=2)
     state = random_state(config, 1)
     arrays = dict(umx_arrays(state))
     w0 = arrays["lstm/lstm/weight_l0"]  # (D, 4, H, I + H)

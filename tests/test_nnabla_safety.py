@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from unmix.cli import main
 from unmix.config import ModelConfig
 from unmix.errors import WeightsError
-from unmix.nnabla import read_h5
+from unmix.hub.h5 import read_h5
 
 from .test_nnabla_layout import random_state, umx_arrays, write_h5
 

@@ -10,7 +10,8 @@ import torch
 
 from unmix import audio as audio_io
 from unmix.config import CONFIGS
-from unmix.loading import load_separator
+from unmix.filtering import WienerSettings
+from unmix.hub.loading import load_separator
 
 from .helpers import reference_state_dicts
 
@@ -93,7 +94,7 @@ def _reference_separator(openunmix, config, states, **kwargs):
 )
 def test_umxhq_stems_match_reference(openunmix, umxhq_folder, mix_44k, options):
     folder, states = umxhq_folder
-    ours = load_separator(folder, device="cpu", **options)
+    ours = load_separator(folder, device="cpu", wiener=WienerSettings(**options))
     ref_kwargs = {"wiener_win_len": 300, **options}
     ref = _reference_separator(openunmix, CONFIGS["umxhq"], states, **ref_kwargs)
     x = torch.from_numpy(mix_44k)[None]
@@ -116,7 +117,7 @@ def test_umxse_mono_model_matches_reference(openunmix, tmp_path, clip):
     mix = with_dither(audio_io.resample(stereo, rate, 16000))
     x = torch.from_numpy(mix)[None]
     for options in ({"niter": 1}, {"niter": 0, "softmask": True}, {"niter": 1, "residual": True}):
-        ours = load_separator(tmp_path, device="cpu", **options)
+        ours = load_separator(tmp_path, device="cpu", wiener=WienerSettings(**options))
         ref = _reference_separator(openunmix, config, states, wiener_win_len=300, **options)
         with torch.no_grad():
             expected, got = ref(x.clone()), ours(x.clone())
@@ -128,7 +129,8 @@ def test_exact_zero_bins_stay_silent(umxhq_folder, clip):
     """Where the mixture STFT is exactly zero every stem, residual included, is zero too
     (the reference writes 1+0i into its residual there)."""
     audio, _ = audio_io.read(clip, duration=4.0)
-    sep = load_separator(umxhq_folder[0], device="cpu", niter=1, residual=True)
+    wiener = WienerSettings(niter=1, residual=True)
+    sep = load_separator(umxhq_folder[0], device="cpu", wiener=wiener)
     x = torch.from_numpy(audio)[None]
     mix_stft = sep.stft(x)
     zero = mix_stft == 0
@@ -144,10 +146,10 @@ def test_lstm_matters(umxhq_folder, mix_44k):
     """Guard against random weights too small to test the recurrent part: changing one LSTM
     gate bias must change the stems well above the parity tolerance."""
     folder, _ = umxhq_folder
-    sep = load_separator(folder, device="cpu", niter=1)
+    sep = load_separator(folder, device="cpu", wiener=WienerSettings(niter=1))
     x = torch.from_numpy(mix_44k[:, :88200])[None]
     with torch.no_grad():
         before = sep(x)
-        sep.target_models["vocals"].lstm.bias_hh_l1.add_(0.5)
+        sep.model.branches["vocals"].lstm.bias_hh_l1.add_(0.5)
         after = sep(x)
     assert (after - before).abs().max() > 1e-2

@@ -11,9 +11,11 @@ import torch
 
 from unmix.config import CONFIGS, ModelConfig
 from unmix.errors import WeightsError
-from unmix.loading import infer_config, load_folder, save_model
-from unmix.model import OpenUnmix
-from unmix.weights import LEGACY_KEYS, load_into, read_state_dict
+from unmix.hub.folders import read_folder
+from unmix.hub.infer import infer_config
+from unmix.hub.loading import save_model
+from unmix.hub.weights import LEGACY_KEYS, load_into, read_state_dict
+from unmix.models.umx import UMX, OpenUnmix
 
 from .helpers import reference_state_dicts
 
@@ -80,7 +82,7 @@ def test_missing_unexpected_and_wrong_shapes_are_named():
 
 def test_truncated_files_give_clear_errors(tmp_path):
     net = OpenUnmix.from_config(TINY)
-    save_model(tmp_path / "m", TINY, {t: net for t in TINY.targets})
+    save_model(tmp_path / "m", TINY, UMX({t: net for t in TINY.targets}))
     st = tmp_path / "m" / "vocals.safetensors"
     st.write_bytes(st.read_bytes()[:1000])
     with pytest.raises(WeightsError, match="not a valid safetensors"):
@@ -95,12 +97,12 @@ def test_truncated_files_give_clear_errors(tmp_path):
 def test_safetensors_folder_round_trip_gives_identical_outputs(tmp_path):
     torch.manual_seed(0)
     models = {t: OpenUnmix.from_config(TINY).eval() for t in TINY.targets}
-    save_model(tmp_path, TINY, models)
-    config, loaded = load_folder(tmp_path)
+    save_model(tmp_path, TINY, UMX(models))
+    config, loaded = read_folder(tmp_path)
     assert config == TINY
     x = torch.rand(1, 2, TINY.nb_bins, 7)
     for target in TINY.targets:
-        assert torch.equal(models[target](x), loaded[target](x))
+        assert torch.equal(models[target](x), loaded.branches[target](x))
 
 
 def test_upstream_folder_with_separator_json(tmp_path, openunmix):
@@ -111,7 +113,7 @@ def test_upstream_folder_with_separator_json(tmp_path, openunmix):
     (tmp_path / "separator.json").write_text(
         '{"nb_channels": 2, "nfft": 4096, "nhop": 512, "sample_rate": 44100.0}'
     )
-    got, _models = load_folder(tmp_path)
+    got, _model = read_folder(tmp_path)
     assert got.targets == ("vocals", "drums", "bass", "other")
     assert (got.n_hop, got.hidden_size, got.max_bin) == (512, 64, 1487)
 
@@ -142,6 +144,6 @@ def test_unidirectional_model_round_trip(tmp_path):
     config = TINY.with_(unidirectional=True, nb_layers=2)
     net = OpenUnmix.from_config(config)
     assert net.lstm.hidden_size == 32 and not net.lstm.bidirectional
-    save_model(tmp_path, config, {t: net for t in config.targets})
-    got, _ = load_folder(tmp_path)
+    save_model(tmp_path, config, UMX({t: net for t in config.targets}))
+    got, _ = read_folder(tmp_path)
     assert got.unidirectional and got.nb_layers == 2

@@ -17,9 +17,11 @@ from unmix import audio as audio_io
 from unmix.cli import main
 from unmix.config import CONFIGS, ModelConfig
 from unmix.errors import UnmixError, WeightsError
-from unmix.loading import load_folder, load_models, load_separator, save_model
+from unmix.filtering import WienerSettings
+from unmix.hub.folders import read_folder
+from unmix.hub.loading import load_model, load_separator, save_model
+from unmix.models.xumx import XUMX
 from unmix.separator import Separator
-from unmix.xumx import XUMX
 
 from .test_nnabla_layout import XUMX_ORDER, random_state, umx_arrays, write_h5, xumx_arrays
 
@@ -138,7 +140,7 @@ def test_xumx_h5_gives_the_pytorch_stems(full_xumx, clip):
     ours = load_separator(path, device="cpu")
     assert ours.config == CONFIGS["umx"].with_(arch="xumx")
     assert ours.output_names == TARGETS
-    reference = Separator(None, ours.config, joint_model=model).freeze()
+    reference = Separator(model, ours.config).freeze()
     with torch.no_grad():
         expected, got = reference(x), ours(x)
     err = (got - expected).abs().max().item()
@@ -152,8 +154,8 @@ def test_target_subset_is_the_matching_slice(tmp_path):
     states = {t: random_state(TINY, 30 + k) for k, t in enumerate(XUMX_ORDER)}
     path = write_h5(tmp_path / "x-umx.h5", xumx_arrays(states))
     x = 0.1 * torch.randn(1, 2, 20000)
-    sub = load_separator(path, device="cpu", targets=["bass", "vocals"], niter=0)
-    full = load_separator(path, device="cpu", niter=0)
+    sub = load_separator(path, device="cpu", targets=["bass", "vocals"], wiener=WienerSettings(niter=0))
+    full = load_separator(path, device="cpu", wiener=WienerSettings(niter=0))
     assert sub.output_names == ("bass", "vocals")
     with torch.no_grad():
         torch.testing.assert_close(sub(x), full(x)[:, [2, 0]], atol=1e-6, rtol=1e-5)
@@ -166,10 +168,10 @@ def test_missing_branch_array_is_named_as_in_the_file(tmp_path):
     arrays = xumx_arrays(states)
     missing = [(n, a) for n, a in arrays if n != "fc2_bass/bn/var"]
     with pytest.raises(WeightsError, match=r"lacks the arrays \['fc2_bass/bn/var'\]"):
-        load_models(write_h5(tmp_path / "x-umx.h5", missing))
+        load_model(write_h5(tmp_path / "x-umx.h5", missing))
     broken = [(n, a[..., :1, :] if n == "lstm_drums/lstm/weight" else a) for n, a in arrays]
     with pytest.raises(WeightsError, match=r"lstm_drums/lstm/weight \(1, 2, 4, 1, 24\) \(expected"):
-        load_models(write_h5(tmp_path / "x-umx2.h5", broken))
+        load_model(write_h5(tmp_path / "x-umx2.h5", broken))
 
 
 def test_mixed_folder_of_xumx_and_umx_files_is_refused(tmp_path):
@@ -177,24 +179,24 @@ def test_mixed_folder_of_xumx_and_umx_files_is_refused(tmp_path):
     write_h5(tmp_path / "x-umx.h5", xumx_arrays(states))
     write_h5(tmp_path / "vocals.h5", umx_arrays(states["vocals"]))
     with pytest.raises(WeightsError, match="give it on its own"):
-        load_models(tmp_path)
+        load_model(tmp_path)
 
 
 def test_xumx_model_folder_round_trip(tmp_path):
     model = random_xumx(TINY, 3)
-    folder = save_model(tmp_path / "m", TINY, {"xumx": model})
+    folder = save_model(tmp_path / "m", TINY, model)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "xumx.safetensors"]
     assert json.loads((folder / "config.json").read_text())["arch"] == "xumx"
-    config, models = load_folder(folder)
+    config, loaded = read_folder(folder)
     assert config == TINY
     x = torch.rand(1, 2, TINY.nb_bins, 5)
     with torch.no_grad():
-        torch.testing.assert_close(models["xumx"](x), model(x), atol=0, rtol=0)
-    with pytest.raises(ValueError, match="saved as"):
-        save_model(tmp_path / "bad", TINY, {t: model.branch(t) for t in TARGETS})
+        torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="no weight files"):
+        save_model(tmp_path / "bad", TINY, model, files=["vocals"])
     (folder / "xumx.safetensors").unlink()
     with pytest.raises(WeightsError, match=r"has no xumx\.safetensors"):
-        load_folder(folder)
+        read_folder(folder)
 
 
 def test_convert_and_separate_x_umx_h5(tmp_path, capsys):
