@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AudioError, UnmixError, WeightsError
 
 if TYPE_CHECKING:
-    from .api import separate
+    from .api import OutputOptions, separate, separate_files
     from .config import CONFIGS, ModelConfig
     from .filtering import WienerSettings, wiener
     from .hub.loading import load_model, load_separator, save_model
@@ -35,6 +35,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "separate": "api",
+    "separate_files": "api",
+    "OutputOptions": "api",
     "CONFIGS": "config",
     "ModelConfig": "config",
     "WienerSettings": "filtering",
@@ -64,6 +66,7 @@ __all__ = [
     "AudioError",
     "ModelConfig",
     "OpenUnmix",
+    "OutputOptions",
     "SeparationModel",
     "Separator",
     "UnmixError",
@@ -76,6 +79,7 @@ __all__ = [
     "load_separator",
     "save_model",
     "separate",
+    "separate_files",
     "wiener",
 ]
 
