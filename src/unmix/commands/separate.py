@@ -1,4 +1,8 @@
-"""``unmix separate``: files and folders in, stems out (``OUT/<input name>/<target>.<ext>``)."""
+"""``unmix separate``: files and folders in, stems out (``OUT/<input name>/<target>.<ext>``).
+
+Only arguments and printing live here; the batch (inputs, output paths, skipping, one
+failure at a time) is :func:`unmix.engine.separate_files`.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,9 @@ output layout:
   OUT/<input name>.stem.mp4         --format stems: mixture, then every target (AAC)
   Files found by walking a folder keep their sub-folders under OUT. Stems keep the input's
   sample rate, channel count (mono in, mono out) and length; inputs with more than two
-  channels are refused. Existing outputs are skipped unless --force is given.
+  channels are refused. Existing outputs are skipped unless --force is given; an input
+  is never overwritten by its own stems. INPUT - (standard input), a pipe or a FIFO is
+  read once into a temporary file beside the outputs; its stems go to OUT/stdin/ for -.
 
 levels:
   Default output is 32-bit float WAV: nothing is clipped or normalised. 16/24-bit, FLAC,
@@ -48,6 +54,7 @@ examples:
   unmix separate song.mp3
   unmix separate music/ --format flac --out-dir stems/
   unmix separate song.wav --targets vocals --residual      (karaoke: vocals + residual)
+  ffmpeg -i video.mkv -f wav - | unmix separate -
 """
 
 
