@@ -91,6 +91,11 @@ def check_members(infos: list[zipfile.ZipInfo], limits: ZipLimits, source: str) 
         seen.add(path)
         if info.is_dir():
             continue
+        if info.flag_bits & 0x1:
+            raise ArchiveError(
+                f"refusing {source}: {info.filename!r} is encrypted; unmix reads only "
+                "unencrypted weights archives (unpack it yourself and give the folder)"
+            )
         if info.file_size > limits.max_member_bytes:
             raise ArchiveError(
                 f"refusing {source}: {info.filename!r} unpacks to {info.file_size} bytes "

@@ -51,6 +51,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of foreign files before refusing them
             warnings.filterwarnings("ignore", message=".*pickle protocol.*", category=UserWarning)
+            # torch's own deprecation notes while rebuilding quantized storages (refused below)
+            warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
             data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
