@@ -1,11 +1,12 @@
-"""``unmix train``: train Open-Unmix (or X-UMX) models; flags follow the seed's ``train.py``."""
+"""``unmix train``: train separation models; flags follow the seed's ``train.py``."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..train import train
-from ..train.config import add_arguments, resolve
+from ..train.flags import add_arguments, flags_from_args, resolve
+from ..train.launcher import launch
+from ..train.run import prepare, train
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,9 +35,6 @@ def run(args: argparse.Namespace) -> int:
     settings, given = resolve(args)
     nproc = getattr(args, "nproc", 1)
     if nproc != 1:
-        from ..train import prepare
-        from ..train.distributed import flags_from_args, launch
-
         prepare(settings, given)  # settings and checkpoint errors once, before starting ranks
         return launch(nproc, flags_from_args(args))
     train(settings, given)

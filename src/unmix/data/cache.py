@@ -16,10 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import audio as audio_io
-from ..download import cache_dir
+from ..errors import UnmixError
 from ..fileio import atomic_path
+from ..hub.download import cache_dir
 
 log = logging.getLogger(__name__)
+
+
+class CacheWriteError(UnmixError):
+    """The cache folder cannot be written (e.g. a full disk): the run stops, rather than
+    skipping every track as undecodable."""
 
 
 def default_cache_dir() -> Path:
@@ -56,9 +62,15 @@ def decode(path: Path, stream: int, folder: Path | None) -> tuple[np.ndarray, in
         except (OSError, ValueError):
             log.warning("decoded cache entry %s is unreadable; decoding %s again", file, path)
     data, rate = audio_io.read(path, stream)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(file) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(data, dtype=np.float32))
-    with atomic_path(rate_file) as tmp:
-        tmp.write_text(str(rate))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(file) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(data, dtype=np.float32))
+        with atomic_path(rate_file) as tmp:
+            tmp.write_text(str(rate))
+    except OSError as exc:
+        raise CacheWriteError(
+            f"cannot write the decoded-audio cache in {folder} ({exc.strerror or exc}); free "
+            "space there, point --cache-dir at another disk, or use --no-cache"
+        ) from exc
     return np.load(file, mmap_mode="r"), rate

@@ -24,7 +24,7 @@ import numpy as np
 from .. import audio as audio_io
 from ..errors import UnmixError
 from ..tracks import Track
-from .cache import decode
+from .cache import CacheWriteError, decode
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,8 @@ def load_songs(
             song = Song(track.name, arrays, mixture)
             if song.length < min_length:
                 raise SkipSong(f"it is shorter ({song.length} samples) than one excerpt")
+        except CacheWriteError:
+            raise
         except (SkipSong, UnmixError) as exc:
             log.warning("skipping track %r: %s", track.name, exc)
             continue

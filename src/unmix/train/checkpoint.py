@@ -9,6 +9,7 @@ checkpoint intact.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import zipfile
@@ -36,6 +37,27 @@ def save(path: Path, state: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def mount_point(path: Path) -> Path:
+    """The mount point of the file system that holds ``path`` (the disk it is on)."""
+    here = Path(os.path.abspath(path))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    while not os.path.ismount(here) and here != here.parent:
+        here = here.parent
+    return here
+
+
+def write_error(exc: OSError, output: Path) -> UnmixError:
+    """One line for a failed write into ``output`` (a full disk, a quota, permissions)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"{reason}: the disk mounted at {mount_point(output)} is full"
+    return UnmixError(
+        f"cannot write the training state into {output} ({reason}); the last complete "
+        "checkpoint is intact: fix this and continue with --resume"
+    )
+
+
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint without executing code.
 
@@ -44,7 +66,8 @@ def load(path: Path) -> dict[str, Any]:
     """
     if not path.is_file():
         raise UnmixError(
-            f"--resume: no checkpoint at {path}; train without --resume first (or check --output)"
+            f"--resume: no checkpoint at {path}; check --output, or start a run without "
+            "--resume (with --force where the folder holds trained weights)"
         )
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)

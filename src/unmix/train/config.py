@@ -1,24 +1,34 @@
-"""All training settings in one dataclass, which also generates the ``unmix train`` flags.
+"""All training settings: one frozen dataclass made of sections, which also define the flags.
 
-Names and defaults follow the seed's ``train.py`` (``--root``, ``--source``, ``--epochs
-1000``, ...). Settings resolve in this order: dataclass defaults, then a config file
-(``--config run.toml``/``.yaml``/``.json``, keys spelt as fields or flags), then the
-flags given on the command line. The resolved settings are saved beside the model.
+The sections (:mod:`unmix.train.sections`) are :class:`ModelSettings` (what
+:class:`~unmix.config.ModelConfig` is built from, with its field names: ``n_fft`` is the
+``--nfft`` flag), :class:`DataSettings`, :class:`OptimSettings`, :class:`RunSettings` and
+:class:`DistributedSettings`. Every field is one ``unmix train`` flag (names and defaults
+follow the seed's ``train.py``); field names are unique across the sections, so a setting has one name everywhere (flags,
+config files, ``training.json``, error messages). Settings resolve in this order:
+defaults, then a config file, then the flags given (:mod:`unmix.train.flags`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..data.adapters import DATASETS
-from ..data.augment import AUGMENTATIONS
+from ..config import ModelConfig
+from ..data.adapters import DataOptions
+from ..data.cache import default_cache_dir
 from ..errors import UnmixError
-from ..tracks import SOURCES
+from .sections import (
+    DataSettings,
+    DistributedSettings,
+    ModelSettings,
+    OptimSettings,
+    RunSettings,
+)
 
 #: settings that may change when a run is resumed (they do not change the result)
 RUNTIME_FIELDS = frozenset(
@@ -33,149 +43,174 @@ RUNTIME_FIELDS = frozenset(
         "no_cache",
         "max_minutes",
         "dist_timeout",
+        "resume",
+        "force",
     }
 )
 
 
-def _opt(default: Any, help: str, *flags: str, **extra: Any) -> Any:
-    meta = {"help": help, "flags": flags, **extra}
-    if isinstance(default, list | tuple):
-        return field(default_factory=lambda: tuple(default), metadata=meta)
-    return field(default=default, metadata=meta)
+#: the sections of :class:`TrainConfig`, by attribute name
+SECTIONS: Mapping[str, type] = {
+    "model": ModelSettings,
+    "data": DataSettings,
+    "optim": OptimSettings,
+    "run": RunSettings,
+    "distributed": DistributedSettings,
+}
+
+
+def setting_fields() -> Iterator[tuple[str, Field[Any]]]:
+    """``(section, field)`` of every setting, section by section."""
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            yield section, f
+
+
+def flag_names(f: Field[Any]) -> tuple[str, ...]:
+    """The flags of a setting (``--nfft`` for ``n_fft``; ``--source``, ``--target``)."""
+    return f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",)
+
+
+def field_default(f: Field[Any]) -> Any:
+    """A setting's default value."""
+    if f.default is MISSING and callable(f.default_factory):
+        return f.default_factory()
+    return f.default
+
+
+def _aliases() -> dict[str, tuple[str, Field[Any]]]:
+    """``{spelling: (section, field)}``: field names and flags (``-`` read as ``_``)."""
+    out: dict[str, tuple[str, Field[Any]]] = {}
+    for section, f in setting_fields():
+        out[f.name] = (section, f)
+        for flag in flag_names(f):
+            out[flag.lstrip("-").replace("-", "_")] = (section, f)
+    return out
+
+
+_ALIASES = _aliases()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line, at most ``limit`` characters."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run (see ``docs/training.md``)."""
+    """Every setting of a training run (see ``docs/training.md``), by section."""
 
-    root: str | None = _opt(None, "dataset root (MUSDB18 folder holding train/)")
-    source: tuple[str, ...] = _opt(
-        ("vocals",),
-        "target(s) to train; several (or 'all') train one model each on shared batches",
-        "--source",
-        "--target",
-    )
-    output: str = _opt("./open-unmix", "output model folder")
-    epochs: int = _opt(1000, "number of epochs")
-    batch_size: int = _opt(16, "excerpts per batch")
-    patience: int = _opt(140, "early-stopping patience in epochs")
-    seq_dur: float = _opt(6.0, "excerpt length in seconds; <= 0: whole songs (batch 1)")
-    unidirectional: bool = _opt(False, "unidirectional (causal) LSTM")
-    hidden_size: int = _opt(512, "hidden size of the bottleneck layers")
-    nfft: int = _opt(4096, "STFT FFT length")
-    nhop: int = _opt(1024, "STFT hop length")
-    nb_layers: int = _opt(3, "LSTM layers")
-    lr: float = _opt(0.001, "Adam learning rate")
-    lr_decay_patience: int = _opt(80, "plateau LR decay patience in epochs")
-    lr_decay_gamma: float = _opt(0.3, "plateau LR decay factor")
-    weight_decay: float = _opt(0.00001, "Adam (L2) weight decay")
-    bandwidth: int = _opt(16000, "highest frequency in Hz the LSTM sees")
-    nb_channels: int = _opt(2, "1: spectral mono model, 2: stereo", choices=(1, 2))
-    nb_workers: int = _opt(0, "data-loader worker processes")
-    seed: int = _opt(42, "seed of every random draw (initialisation, excerpts, dropout)")
-    is_wav: bool = _opt(False, "read MUSDB18-HQ WAV folders instead of .stem.mp4 files")
-    samples_per_track: int = _opt(64, "random excerpts per track and epoch")
-    source_augmentations: tuple[str, ...] = _opt(
-        ("gain", "channelswap"), f"augmentations per source, from {list(AUGMENTATIONS)}"
-    )
-    sample_rate: int = _opt(44100, "training sample rate (files at other rates are skipped)")
-    dataset: str = _opt("musdb", "dataset layout", choices=DATASETS)
-    input_file: str = _opt("mixture.wav", "aligned dataset: input file name")
-    output_file: str = _opt("vocals.wav", "aligned dataset: output file name")
-    arch: str = _opt("umx", "umx (one model per target) or xumx (joint)", choices=("umx", "xumx"))
-    device: str = _opt("auto", "cpu, cuda, mps or auto")
-    context: str = _opt(
-        "", "seed spelling of the device: cpu or cudnn", choices=("", "cpu", "cudnn")
-    )
-    amp: bool = _opt(False, "mixed precision: bfloat16 autocast for the training forward pass")
-    resume: bool = _opt(False, "continue the run found in --output")
-    cache_dir: str = _opt("", "decoded-audio cache folder (Default: <unmix cache>/decoded)")
-    no_cache: bool = _opt(False, "decode into memory instead of the decoded-audio cache")
-    threads: int = _opt(0, "torch CPU threads (0: torch default)")
-    max_minutes: float = _opt(0.0, "stop at the first epoch end after this many minutes (0: off)")
-    quiet: bool = _opt(False, "no progress bar")
-    local_batchnorm: bool = _opt(
-        False,
-        "distributed runs: batch-norm statistics of each rank's own batch (as the seed) "
-        "instead of the batch of all ranks together",
-    )
-    dist_timeout: float = _opt(
-        600.0, "distributed runs: seconds a rank waits for the others before the job fails"
-    )
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+    distributed: DistributedSettings = field(default_factory=DistributedSettings)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 0, "--epochs must be >= 0"),
-            (self.batch_size > 0, "--batch-size must be positive"),
-            (self.samples_per_track > 0, "--samples-per-track must be positive"),
-            (self.hidden_size > 0, "--hidden-size must be positive"),
-            (self.nfft > 0 and self.nhop > 0, "--nfft and --nhop must be positive"),
-            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
-            (0 < self.lr_decay_gamma <= 1, "--lr-decay-gamma must be in (0, 1]"),
-            (self.nb_workers >= 0, "--nb-workers must be >= 0"),
-            (self.bandwidth > 0, "--bandwidth must be positive"),
-            (len(self.source) > 0, "--source needs at least one target"),
-            (self.dist_timeout > 0, "--dist-timeout must be positive"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UnmixError(message)
-        if (
-            self.seq_dur > 0
-            and self.dataset != "aligned"
-            and self.seq_dur * self.sample_rate < self.nfft
-        ):
-            raise UnmixError(f"--seq-dur {self.seq_dur} is shorter than one FFT window")
+        seq_dur = self.data.seq_dur
+        excerpts = seq_dur > 0 and self.data.dataset != "aligned"
+        if excerpts and seq_dur * self.model.sample_rate < self.model.n_fft:
+            raise UnmixError(f"--seq-dur {seq_dur} is shorter than one FFT window")
+        # the model config is validated now, before any data is read or file written
+        self.model_config  # noqa: B018
+
+    @cached_property
+    def model_config(self) -> ModelConfig:
+        """The :class:`ModelConfig` the run trains."""
+        return self.model.config()
 
     @property
     def targets(self) -> tuple[str, ...]:
         """Targets in canonical order (``all`` = the four MUSDB18 sources)."""
-        names = list(SOURCES) if self.source == ("all",) else list(self.source)
-        ordered = [s for s in SOURCES if s in names]
-        return tuple(ordered + [s for s in names if s not in ordered])
+        return self.model.targets
 
     @property
     def seq_len(self) -> int | None:
         """Excerpt length in samples, ``None`` for whole songs."""
-        return int(round(self.seq_dur * self.sample_rate)) if self.seq_dur > 0 else None
+        seq_dur = self.data.seq_dur
+        return int(round(seq_dur * self.model.sample_rate)) if seq_dur > 0 else None
 
     @property
     def device_name(self) -> str:
         """Device after mapping the seed's ``--context``."""
-        if self.context:
-            return "cpu" if self.context == "cpu" else "cuda"
-        return self.device
+        if self.run.context:
+            return "cpu" if self.run.context == "cpu" else "cuda"
+        return self.run.device
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings."""
-        data = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+    def get(self, name: str) -> Any:
+        """The setting called ``name`` (a field name of any section)."""
+        section, f = _ALIASES[name]
+        return getattr(getattr(self, section), f.name)
+
+    def flat(self) -> dict[str, Any]:
+        """``{field name: value}`` of every setting."""
+        return {f.name: getattr(getattr(self, s), f.name) for s, f in setting_fields()}
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        """Copy with settings (by field name) changed."""
+        by_section: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            section, f = _ALIASES[name]
+            by_section.setdefault(section, {})[f.name] = value
+        parts = {s: replace(getattr(self, s), **c) for s, c in by_section.items()}
+        return replace(self, **parts)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """JSON-able settings, by section (``training.json``, checkpoints)."""
+        out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        for section, f in setting_fields():
+            value = getattr(getattr(self, section), f.name)
+            out[section][f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str = "settings") -> TrainConfig:
-        """Build from a mapping (keys as fields, or flags with ``-``).
+    def from_dict(cls, data: Mapping[Any, Any], origin: str = "settings") -> TrainConfig:
+        """Build from a mapping: sections (as :meth:`to_dict` writes) or flat keys spelt
+        as fields or flags (``hidden_size``, ``hidden-size``, ``nfft``, ``n_fft``).
 
         Raises:
-            UnmixError: unknown keys or values of the wrong type.
+            UnmixError: unknown keys or values of the wrong type (one line).
         """
-        known = {f.name: f for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for raw, value in data.items():
-            name = str(raw).lstrip("-").replace("-", "_")
-            name = "source" if name == "target" else name
-            if name not in known:
-                raise UnmixError(f"{origin}: unknown setting {raw!r}; known: {sorted(known)}")
-            kwargs[name] = _coerce(name, known[name].default, value, origin)
-        return cls(**kwargs)
+        return cls().with_(**setting_values(data, origin))
 
 
-def _field_default(f: Any) -> Any:
-    return f.default_factory() if f.default is MISSING else f.default
+def setting_values(data: Mapping[Any, Any], origin: str = "settings") -> dict[str, Any]:
+    """``{field name: value}`` from a mapping as :meth:`TrainConfig.from_dict` takes it,
+    each value type-checked (not yet validated together).
+
+    Raises:
+        UnmixError: unknown keys or values of the wrong type (one line).
+    """
+    values: dict[str, Any] = {}
+    for raw, value in data.items():
+        if raw in SECTIONS and isinstance(value, Mapping):
+            for inner, item in value.items():
+                _put(values, inner, item, origin, section=str(raw))
+        else:
+            _put(values, raw, value, origin)
+    return values
 
 
-def _coerce(name: str, default: Any, value: Any, origin: str) -> Any:
-    if default is MISSING:  # tuple fields
-        default = _field_default(next(f for f in fields(TrainConfig) if f.name == name))
+def _put(
+    values: dict[str, Any], raw: Any, value: Any, origin: str, section: str | None = None
+) -> None:
+    name = str(raw).lstrip("-").replace("-", "_")
+    found = _ALIASES.get(name)
+    if found is None or (section is not None and found[0] != section):
+        known = [f.name for s, f in setting_fields() if section in (None, s)]
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        where = _short(raw) if section is None else f"{section}.{_short(raw)}"
+        raise UnmixError(
+            f"{origin}: unknown setting {where}; {hint}(the settings are the flags of "
+            "'unmix train --help')"
+        )
+    values[found[1].name] = _coerce(found[1], value, origin)
+
+
+def _coerce(f: Field[Any], value: Any, origin: str) -> Any:
+    default = field_default(f)
     ok = True
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -187,79 +222,32 @@ def _coerce(name: str, default: Any, value: Any, origin: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        try:
+            value = float(value) if ok else value
+        except OverflowError:  # an integer beyond the float range
+            ok = False
     elif isinstance(default, str) or default is None:
         ok = value is None or isinstance(value, str)
     if not ok:
-        raise UnmixError(f"{origin}: setting {name!r} has the wrong type ({value!r})")
+        raise UnmixError(f"{origin}: setting {f.name!r} has the wrong type ({_short(value)})")
     return value
 
 
-def read_file(path: Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON settings file into a mapping."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UnmixError(f"cannot read config file {path}: {exc}") from exc
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            data: Any = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise UnmixError(f"config file {path}: use a .toml, .yaml or .json file")
-    except ImportError as exc:
-        raise UnmixError(f"cannot read {path}: {exc.name} is not installed") from exc
-    except ValueError as exc:
-        raise UnmixError(f"config file {path} is not valid: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UnmixError(f"config file {path} must hold a mapping of settings")
-    return data
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`TrainConfig` field (defaults are applied in :func:`resolve`)."""
-    parser.add_argument("--config", type=Path, default=None, help="TOML/YAML/JSON settings file")
-    for f in fields(TrainConfig):
-        default = _field_default(f)
-        flags = f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",)
-        kwargs: dict[str, Any] = {
-            "dest": f.name,
-            "default": argparse.SUPPRESS,
-            "help": f"{f.metadata['help']} (default: {default!r})",
-        }
-        if isinstance(default, bool):
-            kwargs["action"] = "store_true"
-        elif isinstance(default, tuple):
-            kwargs["nargs"] = "+"
-        else:
-            kwargs["type"] = type(default) if default is not None else str
-            kwargs["metavar"] = f.name.upper()
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(*flags, **kwargs)
-
-
-def resolve(args: argparse.Namespace) -> tuple[TrainConfig, set[str]]:
-    """Defaults, then ``--config``, then explicit flags.
-
-    Returns:
-        the settings and the names given explicitly on the command line.
-    """
-    names = {f.name for f in fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    settings: dict[str, Any] = {}
-    config_file = getattr(args, "config", None)
-    if config_file is not None:
-        settings.update(TrainConfig.from_dict(read_file(config_file), str(config_file)).to_dict())
-    settings.update(given)
-    return TrainConfig.from_dict(settings), set(given)
+def data_options(settings: TrainConfig) -> DataOptions:
+    """Adapter options for ``settings``."""
+    data = settings.data
+    cache = None if data.no_cache else Path(data.cache_dir or default_cache_dir())
+    return DataOptions(
+        root=Path(data.root or ""),
+        targets=settings.targets,
+        is_wav=data.is_wav,
+        rate=settings.model.sample_rate,
+        nb_channels=settings.model.nb_channels,
+        cache=cache,
+        min_length=settings.seq_len or 0,
+        input_file=data.input_file,
+        output_file=data.output_file,
+    )
 
 
 def merge_resumed(saved: TrainConfig, current: TrainConfig, given: set[str]) -> TrainConfig:
@@ -268,13 +256,11 @@ def merge_resumed(saved: TrainConfig, current: TrainConfig, given: set[str]) -> 
     Raises:
         UnmixError: an explicitly given setting that would change the result.
     """
-    clash = sorted(
-        n for n in given - RUNTIME_FIELDS - {"resume"} if getattr(saved, n) != getattr(current, n)
-    )
+    clash = sorted(n for n in given - RUNTIME_FIELDS if saved.get(n) != current.get(n))
     if clash:
         raise UnmixError(
             f"--resume continues the saved run, but {clash} differ from its settings; drop "
             "them or train into a new --output"
         )
-    runtime = {n: getattr(current, n) for n in RUNTIME_FIELDS}
-    return replace(saved, resume=True, **runtime)
+    runtime = {n: current.get(n) for n in RUNTIME_FIELDS if n not in ("resume", "force")}
+    return saved.with_(resume=True, force=False, **runtime)

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..config import ModelConfig
+from ..config import TARGET_ORDER, ModelConfig
 from ..errors import UnmixError
 from ..fileio import atomic_path, atomic_write_text
-from ..loading import CONFIG_FILE, TARGET_ORDER
+from ..hub.folders import CONFIG_FILE
+from ..models.architectures import get_architecture
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ def _same_except_targets(a: ModelConfig, b: ModelConfig) -> bool:
 
 
 def merged_config(folder: Path, config: ModelConfig) -> ModelConfig:
-    """``config`` with the targets already in ``folder/config.json`` added (canonical order).
+    """The config to write into ``folder``: ``config`` plus the targets of the model
+    already there (canonical order), as long as those targets live in weight files that
+    this run does not write (per-target files); otherwise ``config`` alone, whose weight
+    files replace the folder's model.
 
     Raises:
         UnmixError: the folder holds a model with other settings.
@@ -76,6 +80,11 @@ def merged_config(folder: Path, config: ModelConfig) -> ModelConfig:
             f"{folder} already holds a model with other settings ({path}); train into a new "
             "--output folder or delete it"
         )
+    layout = get_architecture(config.arch).weight_files
+    ours = set(layout(config))
+    kept = [t for t in existing.targets if t not in config.targets]
+    if any(set(layout(config.with_(targets=(t,)))) & ours for t in kept):
+        return config
     names = set(existing.targets) | set(config.targets)
     ordered = [t for t in TARGET_ORDER if t in names] + sorted(names - set(TARGET_ORDER))
     return config.with_(targets=tuple(ordered))
