@@ -36,11 +36,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sep_common as common
-from unmix import apply
 from unmix import audio as audio_io
 from unmix import separator as separator_module
 from unmix.api import separate_array, separate_file
-from unmix.loading import load_separator
+from unmix.engine import segments
+from unmix.filtering import WienerSettings
+from unmix.hub.loading import load_separator
 
 BEGIN, END = "<!-- bench_separate:begin -->", "<!-- bench_separate:end -->"
 #: the reference's measured growth of peak memory (bytes per second of audio), plus margin
@@ -60,7 +61,8 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.worker == "unmix":
-        sep = load_separator(args.model, device=device, niter=1, wiener_win_len=300)
+        wiener = WienerSettings(niter=1, wiener_win_len=300)
+        sep = load_separator(args.model, device=device, wiener=wiener)
         loaded = _rss_now()
         start = time.perf_counter()
         report = separate_file(sep, args.input, Path(args.out) / "stems", fmt="wav")
@@ -108,7 +110,7 @@ def run_case(impl: str, audio: Path, model: Path, out: Path, threads: int, devic
 
 def equal_output(model: Path, x: np.ndarray) -> float:
     """Largest absolute difference between unmix's and the reference's stems."""
-    ours = load_separator(model, device="cpu", niter=1)
+    ours = load_separator(model, device="cpu", wiener=WienerSettings(niter=1))
     stems = separate_array(ours, x, 44100)
     got = np.stack([stems[t] for t in ours.output_names])
     with torch.no_grad():
@@ -118,7 +120,7 @@ def equal_output(model: Path, x: np.ndarray) -> float:
 
 def stages_unmix(model: Path, x: np.ndarray) -> dict[str, float]:
     """Seconds per stage of one whole-track unmix separation of ``x``."""
-    sep = load_separator(model, device="cpu", niter=1)
+    sep = load_separator(model, device="cpu", wiener=WienerSettings(niter=1))
     with torch.inference_mode():
         sep(torch.from_numpy(x[:, :132300])[None])  # warm-up (first LSTM call primes oneDNN)
     timer = common.StageTimer()
@@ -164,11 +166,11 @@ def stages_reference(model: Path, x: np.ndarray) -> dict[str, float]:
 
 def seams(model: Path, seconds: float) -> dict[str, float]:
     """SDR (dB) of the default segmented separation against whole-track separation."""
-    sep = load_separator(model, device="cpu", niter=1)
+    sep = load_separator(model, device="cpu", wiener=WienerSettings(niter=1))
     x = common.music(seconds)
-    whole = apply.separate_segment(sep, x)
-    plan = apply.plan_segments(sep)
-    segmented = apply.separate_long(sep, x, plan)
+    whole = segments.separate_segment(sep, x)
+    plan = segments.plan_segments(sep)
+    segmented = segments.separate_long(sep, x, plan)
     result = {"segments": float(plan.nb_segments(x.shape[1]))}
     for j, name in enumerate(sep.output_names):
         err = np.sum((whole[j] - segmented[j]) ** 2)
