@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..engine import (
     input_name,
     plan_batch,
     plan_segments,
+    prepare_out_dir,
     separate_files,
 )
 from ..errors import UnmixError
@@ -184,18 +184,6 @@ def _check_args(args: argparse.Namespace) -> None:
     audio_io.output_subtype(args.format, args.bits)
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UnmixError(
-            f"cannot create output folder {out_dir}: {exc.strerror or exc}; choose another "
-            "--out-dir"
-        ) from exc
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise UnmixError(f"output folder {out_dir} is not writable; choose another --out-dir")
-
-
 class Console(BatchListener):
     """Notes, errors and progress bars on stderr, results on stdout; bars only on a terminal
     and not --quiet. Control characters in messages (file names) are shown escaped."""
@@ -288,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         console.error(message)
     if not batch.jobs:
         raise UnmixError("nothing to separate")
-    _prepare_out_dir(args.out_dir)
+    prepare_out_dir(args.out_dir)  # before loading the model: fail early
     sep = separator_from_args(args)
     plan = plan_segments(sep, args.segment, args.overlap)
     device = next(iter(sep.parameters())).device

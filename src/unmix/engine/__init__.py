@@ -18,6 +18,7 @@ from .batch import (
     find_inputs,
     input_name,
     plan_batch,
+    prepare_out_dir,
     separate_files,
 )
 from .files import FileReport, separate_file, separate_path
@@ -47,6 +48,7 @@ __all__ = [
     "iter_separate",
     "plan_batch",
     "plan_segments",
+    "prepare_out_dir",
     "separate_array",
     "separate_file",
     "separate_files",

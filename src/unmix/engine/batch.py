@@ -207,12 +207,24 @@ def _expected_seconds(path: Path, start: float, duration: float | None) -> float
     return min(rest, duration) if duration is not None else rest
 
 
+def prepare_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` (and its parents) and check that it is writable."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnmixError(
+            f"cannot create output folder {out_dir}: {exc.strerror or exc}; choose another "
+            "--out-dir"
+        ) from exc
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UnmixError(f"output folder {out_dir} is not writable; choose another --out-dir")
+
+
 def _run_job(
     separator: Separator, job: Job, options: OutputOptions, plan: SegmentPlan,
     listener: BatchListener,
 ) -> FileReport:  # fmt: skip
-    spool_folder = options.out_dir if options.out_dir.is_dir() else Path(".")
-    with seekable_input(job.path, spool_folder) as source:
+    with seekable_input(job.path, options.out_dir) as source:
         listener.started(job, _expected_seconds(source, options.start, options.duration))
         return separate_file(
             separator, source, job.destination, options.fmt, options.bits, options.start,
@@ -253,7 +265,8 @@ def separate_files(
         a reason other than existing outputs.
 
     Raises:
-        UnmixError: bad options (the inputs' own problems are reported per input).
+        UnmixError: bad options or an output folder that cannot be created (the inputs'
+            own problems are reported per input).
     """
     batch = (
         inputs if isinstance(inputs, BatchPlan) else plan_batch(inputs, options or OutputOptions())
@@ -263,6 +276,7 @@ def separate_files(
     output_format = audio_io.get_format(options.fmt)
     output_format.sample_format(options.bits)
     result = BatchResult(failed=len(batch.errors), nb_inputs=batch.nb_inputs)
+    prepare_out_dir(options.out_dir)
     remove_stale_temporaries(options.out_dir)
     for job in batch.jobs:
         outputs = list(output_format.files(job.destination, separator.output_names))

@@ -17,6 +17,7 @@ import torch
 
 from ..audio.resample import StreamResampler, check_rate
 from ..errors import AudioError, UnmixError
+from ..filtering import residual_of
 from ..separator import Separator
 from .segments import SegmentPlan, StreamingSeparator, plan_segments
 
@@ -128,7 +129,7 @@ class _Pipeline:
         if self.separator.residual:
             # at the output rate, so stems + residual give the input exactly (including
             # any band above the model's Nyquist frequency)
-            stems[-1] = mix - stems[:-1].sum(axis=0)
+            stems[-1] = residual_of(mix, stems[:-1])
         if not np.isfinite(stems).all():
             raise UnmixError(
                 f"{self.what}: the separation gave NaN or infinite stems (broken weights or "
