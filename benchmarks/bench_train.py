@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 
 from unmix.config import CONFIGS
-from unmix.model import OpenUnmix
-from unmix.train.objectives import SpectrogramMSE
-from unmix.train.trainer import make_optimizer
+from unmix.losses import SpectrogramMSE
+from unmix.models.umx import OpenUnmix
+from unmix.train.units import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the oracle helpers
 from tests.helpers import import_openunmix

@@ -19,8 +19,9 @@ import torch
 import unmix
 from unmix import audio as audio_io
 from unmix.config import CONFIGS
-from unmix.loading import pick_device
-from unmix.model import OpenUnmix
+from unmix.device import pick_device
+from unmix.filtering import WienerSettings
+from unmix.models.umx import UMX, OpenUnmix
 from unmix.separator import Separator
 
 CLIP = Path(__file__).resolve().parents[1] / "examples" / "nightowl-preview.m4a"
@@ -34,7 +35,7 @@ def build(seed: int = 0) -> Separator:
         with torch.no_grad():
             net.output_scale.fill_(0.1)
             net.output_mean.fill_(0.25)
-    return Separator(models, config, niter=1).freeze()
+    return Separator(UMX(models), config, WienerSettings(niter=1)).freeze()
 
 
 def timed(

@@ -31,6 +31,7 @@ def test_public_api_names():
             "AudioError",
             "ModelConfig",
             "OpenUnmix",
+            "OutputOptions",
             "SeparationModel",
             "Separator",
             "UnmixError",
@@ -43,6 +44,7 @@ def test_public_api_names():
             "load_separator",
             "save_model",
             "separate",
+            "separate_files",
             "wiener",
         ]
     )

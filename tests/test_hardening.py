@@ -19,8 +19,8 @@ import torch
 
 from unmix.cli import main
 from unmix.config import ModelConfig
-from unmix.loading import save_model
-from unmix.model import OpenUnmix
+from unmix.hub.loading import save_model
+from unmix.models.umx import UMX, OpenUnmix
 
 from . import corpus
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model")
     torch.manual_seed(0)
-    save_model(folder, TINY, {t: OpenUnmix.from_config(TINY) for t in TINY.targets})
+    save_model(folder, TINY, UMX({t: OpenUnmix.from_config(TINY) for t in TINY.targets}))
     return folder
 
 
@@ -148,23 +148,23 @@ def _weights_case(tmp_path: Path, name: str) -> Path:
     folder = tmp_path / name
     if name == "wrong shapes":
         other = TINY.with_(hidden_size=24)
-        save_model(folder, TINY, {t: OpenUnmix.from_config(other) for t in TINY.targets})
+        save_model(folder, TINY, UMX({t: OpenUnmix.from_config(other) for t in TINY.targets}))
     elif name == "wrong architecture":
-        save_model(folder, TINY, {t: OpenUnmix.from_config(TINY) for t in TINY.targets})
+        save_model(folder, TINY, UMX({t: OpenUnmix.from_config(TINY) for t in TINY.targets}))
         cfg = json.loads((folder / "config.json").read_text())
         cfg["arch"] = "xumx"
         (folder / "config.json").write_text(json.dumps(cfg))
     elif name == "truncated safetensors":
-        save_model(folder, TINY, {t: OpenUnmix.from_config(TINY) for t in TINY.targets})
+        save_model(folder, TINY, UMX({t: OpenUnmix.from_config(TINY) for t in TINY.targets}))
         f = folder / "vocals.safetensors"
         f.write_bytes(f.read_bytes()[:500])
     elif name == "config with wrong types":
-        save_model(folder, TINY, {t: OpenUnmix.from_config(TINY) for t in TINY.targets})
+        save_model(folder, TINY, UMX({t: OpenUnmix.from_config(TINY) for t in TINY.targets}))
         cfg = json.loads((folder / "config.json").read_text())
         cfg["n_fft"] = "512"
         (folder / "config.json").write_text(json.dumps(cfg))
     elif name == "config not json":
-        save_model(folder, TINY, {t: OpenUnmix.from_config(TINY) for t in TINY.targets})
+        save_model(folder, TINY, UMX({t: OpenUnmix.from_config(TINY) for t in TINY.targets}))
         (folder / "config.json").write_text("{nope")
     return folder
 
@@ -217,7 +217,9 @@ def tiny_8k_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-8k")
     torch.manual_seed(1)
     save_model(
-        folder, SPEECH_RATE, {t: OpenUnmix.from_config(SPEECH_RATE) for t in SPEECH_RATE.targets}
+        folder,
+        SPEECH_RATE,
+        UMX({t: OpenUnmix.from_config(SPEECH_RATE) for t in SPEECH_RATE.targets}),
     )
     return folder
 

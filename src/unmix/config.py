@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,14 @@ from .models.architectures import ARCHITECTURES, DEFAULT_ARCH
 #: canonical order of the known targets (outputs, reports, inferred folders)
 TARGET_ORDER = ("vocals", "drums", "bass", "other", "speech", "noise")
 FOUR_STEMS = ("vocals", "drums", "bass", "other")
+
+
+def canonical_order(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` (each once) in :data:`TARGET_ORDER`, unknown names after, sorted."""
+    unique = set(names)
+    known = [t for t in TARGET_ORDER if t in unique]
+    return (*known, *sorted(unique - set(known)))
+
 
 #: Upper bounds of a model configuration, checked before anything is allocated (a model
 #: file is untrusted input). They are far above every released model (umxl: hidden 1024,

@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import overload
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -92,6 +94,28 @@ def frame_windows(nb_frames: int, wiener_win_len: int | None) -> Iterator[slice]
         yield slice(start, min(start + step, nb_frames))
 
 
+@overload
+def residual_of(mixture: Tensor | float, others: Tensor) -> Tensor: ...
+@overload
+def residual_of(mixture: np.ndarray, others: np.ndarray) -> np.ndarray: ...
+def residual_of(
+    mixture: Tensor | np.ndarray | float, others: Tensor | np.ndarray
+) -> Tensor | np.ndarray:
+    """The residual source, defined once: ``mixture − Σ_j others[j]``.
+
+    Used for the model-rate residual of the Wiener stage (amplitudes or masks) and for the
+    output-rate residual of the engine (audio), so that *Σ targets + residual = input*.
+
+    Args:
+        mixture: ``(...)``, or a scalar (``1`` for ratio masks).
+        others: the other sources stacked on the first axis ``(J, ...)``.
+
+    Returns:
+        ``(...)``.
+    """
+    return mixture - others.sum(0)
+
+
 def _amplitudes(
     spectrograms: Tensor, mix: Tensor, softmask: bool, residual: bool, eps: float
 ) -> tuple[Tensor, Tensor]:
@@ -109,13 +133,13 @@ def _amplitudes(
     if softmask:
         a = V / (eps + V.sum(dim=0, keepdim=True))
         carrier = mix
-        rest = 1.0 - a.sum(dim=0, keepdim=True)
+        rest = residual_of(1.0, a)
     else:
         mag = mix.abs()
         # unit phasor of the mixture; angle 0 where the mixture bin is exactly zero
         carrier = torch.where(mag > 0, mix / mag.clamp_min(torch.finfo(mag.dtype).tiny), 1.0)
         a = V
-        rest = mag - a.sum(dim=0, keepdim=True)
+        rest = residual_of(mag, a)
     if residual:
         a = torch.cat([a.expand(-1, mix.shape[0], -1, -1), rest.expand(1, mix.shape[0], -1, -1)])
     return a, carrier

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig
+from ..config import ModelConfig, canonical_order
 from ..errors import UnmixError, WeightsError
 from ..models.architectures import get_architecture, nnabla_architecture
 from ..models.contract import SeparationModel
 from .archive import ArchiveError, extract_zip
 from .download import cache_dir, sha256_of
-from .infer import infer_config, sorted_targets
+from .infer import infer_config
 from .nnabla import NNablaWeights, h5_files, read_nnabla_file, read_nnabla_folder
 from .weights import WEIGHT_SUFFIXES, load_into, read_state_dict
 
@@ -115,7 +115,7 @@ def read_upstream_folder(folder: Path) -> Loaded:
             f"model folder {folder} has no weights: expected <target>.safetensors or "
             "<target>.pth files (e.g. vocals.pth), NNabla .h5 files or a config.json"
         )
-    targets = sorted_targets(list(files))
+    targets = canonical_order(files)
     states = {t: read_state_dict(files[t]) for t in targets}
     config = infer_config(
         states,
@@ -140,7 +140,7 @@ def from_nnabla(weights: NNablaWeights, base: ModelConfig | None = None) -> Load
     Returns:
         ``(config, model)``, targets in the canonical order (vocals, drums, bass, other).
     """
-    targets = sorted_targets(list(weights.states))
+    targets = canonical_order(weights.states)
     states = {t: weights.states[t] for t in targets}
     arch = nnabla_architecture(weights.joint)
     config = infer_config(states, base=base).with_(arch=arch.name)

@@ -109,7 +109,7 @@ def _check_storage(name: str, ds: Any, h5py: ModuleType, source: str) -> int:
         raise _refuse(source, name, "is a scalar or empty dataset, not an array")
     if ds.ndim > MAX_NDIM:
         raise _refuse(source, name, f"has {ds.ndim} dimensions (at most {MAX_NDIM})")
-    return int(np.prod(ds.shape, dtype=np.float64)) * ds.dtype.itemsize
+    return int(np.prod(ds.shape, dtype=np.float64)) * int(ds.dtype.itemsize)
 
 
 def read_h5(path: str | Path) -> Arrays:

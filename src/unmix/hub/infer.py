@@ -12,15 +12,9 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ..config import CONFIGS, TARGET_ORDER, ModelConfig
+from ..config import CONFIGS, ModelConfig
 from ..errors import WeightsError
 from .weights import strip_legacy
-
-
-def sorted_targets(names: list[str]) -> list[str]:
-    """``names`` in the canonical order (:data:`unmix.config.TARGET_ORDER`), others after."""
-    known = [t for t in TARGET_ORDER if t in names]
-    return known + sorted(set(names) - set(known))
 
 
 def _shapes(state: Mapping[str, Tensor]) -> tuple[int, int, int, int]:

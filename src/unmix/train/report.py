@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..config import TARGET_ORDER, ModelConfig
+from ..config import ModelConfig, canonical_order
 from ..errors import UnmixError
 from ..fileio import atomic_path, atomic_write_text
 from ..hub.folders import CONFIG_FILE
@@ -85,9 +85,7 @@ def merged_config(folder: Path, config: ModelConfig) -> ModelConfig:
     kept = [t for t in existing.targets if t not in config.targets]
     if any(set(layout(config.with_(targets=(t,)))) & ours for t in kept):
         return config
-    names = set(existing.targets) | set(config.targets)
-    ordered = [t for t in TARGET_ORDER if t in names] + sorted(names - set(TARGET_ORDER))
-    return config.with_(targets=tuple(ordered))
+    return config.with_(targets=canonical_order([*existing.targets, *config.targets]))
 
 
 def plot_history(path: Path, name: str, history: Mapping[str, list[float]]) -> None:
