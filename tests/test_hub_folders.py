@@ -109,3 +109,20 @@ def test_weight_file_stems(tmp_path):
         "drums": "drums_x.pth",
         "vocals": "vocals-b62c91ce.pth",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (" " * (1 << 20) + "{}", "larger than 1,048,576 bytes"),
+        ("[" * 100_000 + "]" * 100_000, "cannot read"),
+        ('{"targets": ', "cannot read"),
+    ],
+)
+def test_oversized_deep_or_broken_config_json_is_one_line(tmp_path, text, message):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(text)
+    with pytest.raises(UnmixError, match=message) as err:
+        read_folder(folder)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400

@@ -148,11 +148,30 @@ class ModelConfig:
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
         """Read a JSON file written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise UnmixError(f"cannot read model config {path}: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(Path(path)))
+
+
+#: most bytes of a model's JSON file (ours are a few hundred)
+MAX_JSON_BYTES = 1 << 20
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a small file (at most :data:`MAX_JSON_BYTES`).
+
+    Raises:
+        UnmixError: unreadable, too large, not JSON (also too deeply nested), not an object.
+    """
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise UnmixError(f"{path} is larger than {MAX_JSON_BYTES:,} bytes; not a model config")
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UnmixError(f"cannot read {path}: {str(exc)[:200]}; fix or delete it") from exc
+    if not isinstance(data, dict):
+        raise UnmixError(f"{path} must hold a JSON object")
+    return data
 
 
 _INT_FIELDS = {"sample_rate", "n_fft", "n_hop", "nb_channels", "hidden_size", "nb_layers"}

@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelConfig, canonical_order
+from ..config import ModelConfig, canonical_order, read_json_object
 from ..errors import UnmixError, WeightsError
 from ..models.architectures import get_architecture, nnabla_architecture
 from ..models.contract import SeparationModel
@@ -28,8 +27,6 @@ from .weights import WEIGHT_SUFFIXES, load_into, read_state_dict
 
 CONFIG_FILE = "config.json"
 UPSTREAM_FILE = "separator.json"
-#: most bytes of a folder's JSON file (ours are a few hundred)
-MAX_JSON_BYTES = 1 << 20
 
 Loaded = tuple[ModelConfig, SeparationModel]
 
@@ -75,19 +72,6 @@ def weight_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a small file, or a one-line error."""
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise UnmixError(f"{path} is larger than {MAX_JSON_BYTES:,} bytes; not a model config")
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise UnmixError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
-    if not isinstance(data, dict):
-        raise UnmixError(f"{path} must hold a JSON object")
-    return data
-
-
 def _positive_int(data: Mapping[str, Any], key: str, path: Path) -> int | None:
     """``data[key]`` as an int when it is a positive whole number; ``None`` when absent."""
     value = data.get(key)
@@ -101,14 +85,14 @@ def _positive_int(data: Mapping[str, Any], key: str, path: Path) -> int | None:
 
 def read_unmix_folder(folder: Path) -> Loaded:
     """An unmix model folder (``config.json`` + weight files)."""
-    config = ModelConfig.from_dict(_read_json(folder / CONFIG_FILE))
+    config = ModelConfig.load(folder / CONFIG_FILE)
     return config, assemble(config, weight_files(folder), f"model folder {folder}")
 
 
 def read_upstream_folder(folder: Path) -> Loaded:
     """An Open-Unmix folder: per-target weight files, optional ``separator.json``."""
     meta_path = folder / UPSTREAM_FILE
-    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    meta = read_json_object(meta_path) if meta_path.is_file() else {}
     files = weight_files(folder)
     if not files:
         raise WeightsError(
