@@ -137,3 +137,22 @@ def test_a_kill_between_the_checkpoint_and_the_weights_resumes(
     for key, value in state["units"]["vocals"]["model"].items():
         assert torch.equal(weights[key], value), key
     assert (out / "config.json").is_file() and (out / "training.json").is_file()
+
+
+def test_a_checkpoint_with_the_flat_settings_of_earlier_runs_resumes(
+    musdb_root: Path, decode_cache: Path, tmp_path: Path
+) -> None:
+    """Checkpoints and ``training.json`` used to hold the settings as one flat mapping with
+    the flag spellings (``nfft``, ``nhop``); ``--resume`` still reads them."""
+    out = tmp_path / "m"
+    assert main(tiny(musdb_root, out, decode_cache, epochs=1)) == 0
+    path = out / "checkpoint" / "vocals.pt"
+    state = checkpoint.load(path)
+    flat = {k: v for section in state["settings"].values() for k, v in section.items()}
+    flat["nfft"], flat["nhop"] = flat.pop("n_fft"), flat.pop("n_hop")
+    del flat["force"]
+    assert flat["nfft"] == 1024 and isinstance(flat["source"], list)
+    checkpoint.save(path, {**state, "settings": flat})
+    assert main([*tiny(musdb_root, out, decode_cache, epochs=2), "--resume"]) == 0
+    resumed = checkpoint.load(path)
+    assert resumed["epoch"] == 2 and resumed["settings"]["model"]["n_fft"] == 1024
