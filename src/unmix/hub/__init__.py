@@ -6,8 +6,9 @@ The names below are imported on first use: :mod:`unmix.hub.registry` is read by
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .loading import load_model, load_separator, save_model
@@ -24,10 +25,4 @@ _LAZY = {
 __all__ = ["DEFAULT_MODEL", "list_models", "load_model", "load_separator", "save_model"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'unmix.hub' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

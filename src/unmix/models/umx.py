@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from .contract import SeparationModel, check_targets
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from ..config import ModelConfig
 
 
@@ -144,25 +146,21 @@ class OpenUnmix(nn.Module):
         return (mask * mix).permute(1, 2, 3, 0)
 
 
-class UMX(SeparationModel):
-    """One independent :class:`OpenUnmix` per target.
+class Branches(SeparationModel):
+    """Base of the models made of one :class:`OpenUnmix` branch per target.
 
     Args:
-        branches: ``{target: OpenUnmix}`` in output order; the state dict holds
+        branches: ``{target: OpenUnmix}``; the state dict holds
             ``branches.<target>.<OpenUnmix name>``, so ``<target>.pth`` loads into a branch.
-
-    On the CPU the branches run side by side, one thread each, instead of one after the
-    other on all threads: the LSTM's thousands of small steps then never wait for each
-    other's threads (on busy cores those waits made it many times slower).
     """
 
     def __init__(self, branches: Mapping[str, OpenUnmix]) -> None:
         super().__init__()
-        self.targets = tuple(branches)
         self.branches = nn.ModuleDict(dict(branches))
+        self.targets = tuple(branches)
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> UMX:
+    def from_config(cls, config: ModelConfig) -> Self:
         """One untrained :class:`OpenUnmix` per ``config.targets``."""
         return cls({t: OpenUnmix.from_config(config) for t in config.targets})
 
@@ -174,8 +172,17 @@ class UMX(SeparationModel):
 
     def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
         """The same statistics in every branch."""
-        for target in self.targets:
+        for target in self.branches:
             self.branch(target).set_input_statistics(mean, std)
+
+
+class UMX(Branches):
+    """One independent :class:`OpenUnmix` per target (in output order).
+
+    On the CPU the branches run side by side, one thread each, instead of one after the
+    other on all threads: the LSTM's thousands of small steps then never wait for each
+    other's threads (on busy cores those waits made it many times slower).
+    """
 
     def select_targets(self, targets: Sequence[str]) -> UMX:
         """The branches of ``targets`` only (the others are never run)."""

@@ -15,20 +15,16 @@ bridges add no parameters:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import UnmixError
-from .contract import SeparationModel, check_targets
-from .umx import OpenUnmix
-
-if TYPE_CHECKING:
-    from ..config import ModelConfig
+from .contract import check_targets
+from .umx import Branches, OpenUnmix
 
 
-class XUMX(SeparationModel):
+class XUMX(Branches):
     """X-UMX for several targets at once.
 
     Args:
@@ -42,36 +38,16 @@ class XUMX(SeparationModel):
     def __init__(
         self, branches: Mapping[str, OpenUnmix], outputs: Sequence[str] | None = None
     ) -> None:
-        super().__init__()
         if not branches:
             raise UnmixError("X-UMX needs at least one target")
-        self.branches = nn.ModuleDict(dict(branches))
+        super().__init__(branches)
         names = tuple(branches)
         self.targets = names if outputs is None else check_targets(outputs, names)
         self._keep = [names.index(t) for t in self.targets]
 
-    @classmethod
-    def from_config(cls, config: ModelConfig) -> XUMX:
-        """An untrained X-UMX with one branch per ``config.targets``."""
-        return cls({t: OpenUnmix.from_config(config) for t in config.targets})
-
-    def branch(self, target: str) -> OpenUnmix:
-        """The branch of ``target``."""
-        net = self.branches[target]
-        assert isinstance(net, OpenUnmix)
-        return net
-
-    def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
-        """The same statistics in every branch."""
-        for net in self._nets():
-            net.set_input_statistics(mean, std)
-
     def select_targets(self, targets: Sequence[str]) -> XUMX:
         """Output ``targets`` only; all branches still run (shares the weights)."""
         return XUMX({t: self.branch(t) for t in self.branches}, outputs=targets)
-
-    def _nets(self) -> list[OpenUnmix]:
-        return [self.branch(t) for t in self.branches]
 
     def forward(self, x: Tensor) -> Tensor:
         """Estimate the targets' magnitudes.
@@ -85,7 +61,7 @@ class XUMX(SeparationModel):
         """
         x = x.permute(3, 0, 1, 2)  # (N, S, C, F)
         mix = x.detach().clone()
-        nets = self._nets()
+        nets = [self.branch(t) for t in self.branches]
         h1 = [net.encode(x) for net in nets]  # each (N, S, Hd)
         cross1 = torch.stack(h1).mean(dim=0)
         skips = [
