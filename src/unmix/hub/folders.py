@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from ..config import ModelConfig, canonical_order, read_json_object
 from ..errors import UnmixError, WeightsError
 from ..models.architectures import get_architecture, nnabla_architecture
@@ -31,12 +33,15 @@ UPSTREAM_FILE = "separator.json"
 Loaded = tuple[ModelConfig, SeparationModel]
 
 
-def assemble(config: ModelConfig, paths: Mapping[str, Path], source: str) -> SeparationModel:
-    """Build ``config``'s model and fill it strictly from its weight files.
+def assemble(
+    config: ModelConfig, weights: Mapping[str, Path | Mapping[str, Tensor]], source: str
+) -> SeparationModel:
+    """Build ``config``'s model and fill it strictly, one weight file per stem.
 
     Args:
         config: the configuration (its ``arch`` names the weight files).
-        paths: ``{file stem: path}``; must hold every stem of the architecture.
+        weights: ``{file stem: path or state dict}``; must hold every stem of the
+            architecture (:attr:`Architecture.weight_files`).
         source: how to name the model in messages.
 
     Returns:
@@ -44,7 +49,7 @@ def assemble(config: ModelConfig, paths: Mapping[str, Path], source: str) -> Sep
     """
     arch = get_architecture(config.arch)
     layout = arch.weight_files(config)
-    missing = [stem for stem in layout if stem not in paths]
+    missing = [stem for stem in layout if stem not in weights]
     if missing:
         raise WeightsError(
             f"{source} has no {', '.join(f'{s}.safetensors' for s in missing)} (nor .pth), "
@@ -52,7 +57,10 @@ def assemble(config: ModelConfig, paths: Mapping[str, Path], source: str) -> Sep
         )
     model = arch.build(config)
     for stem, submodule in layout.items():
-        load_into(model.get_submodule(submodule), read_state_dict(paths[stem]), str(paths[stem]))
+        given = weights[stem]
+        state = read_state_dict(given) if isinstance(given, Path) else given
+        name = str(given) if isinstance(given, Path) else f"{source} ({stem})"
+        load_into(model.get_submodule(submodule), state, name)
     return model.freeze()
 
 
@@ -106,11 +114,7 @@ def read_upstream_folder(folder: Path) -> Loaded:
         sample_rate=_positive_int(meta, "sample_rate", meta_path),
         n_hop=_positive_int(meta, "nhop", meta_path),
     )
-    arch = get_architecture(config.arch)
-    model = arch.build(config)
-    for stem, submodule in arch.weight_files(config).items():
-        load_into(model.get_submodule(submodule), states[stem], f"{folder} ({stem})")
-    return config, model.freeze()
+    return config, assemble(config, states, str(folder))
 
 
 def from_nnabla(weights: NNablaWeights, base: ModelConfig | None = None) -> Loaded:

@@ -2,7 +2,10 @@
 
 Each :class:`Architecture` says how to build its model, how it is trained (one or more
 :class:`TrainingUnit`), which weight files a model folder holds, and how it is imported
-from NNabla. Adding an architecture is one entry here plus its module in
+from NNabla. Behaviour that needs a built model is a method of the model instead (the
+:class:`~unmix.models.contract.SeparationModel` contract): ``select_targets`` (X-UMX
+computes every branch and keeps some outputs; UMX drops the other branches) and
+``set_input_statistics``. Adding an architecture is one entry here plus its module in
 :mod:`unmix.models`.
 
 This module is light (no PyTorch at import): :mod:`unmix.config` validates
