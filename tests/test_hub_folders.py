@@ -3,6 +3,7 @@ encrypted archives (issue 20, item 10), weight-file names that cannot leave the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
@@ -14,8 +15,10 @@ import torch
 from unmix.cli import main
 from unmix.config import ModelConfig
 from unmix.errors import UnmixError
+from unmix.hub import folders
 from unmix.hub.folders import read_folder, weight_files
 from unmix.hub.loading import load_model
+from unmix.models.architectures import get_architecture
 from unmix.models.umx import OpenUnmix
 
 TINY = ModelConfig(targets=("vocals", "drums"), n_fft=256, n_hop=64, hidden_size=16, max_bin=80)
@@ -126,3 +129,21 @@ def test_oversized_deep_or_broken_config_json_is_one_line(tmp_path, text, messag
     with pytest.raises(UnmixError, match=message) as err:
         read_folder(folder)
     assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_config_far_larger_than_its_weight_files_is_refused_before_building(tmp_path, monkeypatch):
+    """A 1 KB folder must not make unmix allocate 600 MB (issue 20, item 6)."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    big = ModelConfig(targets=("vocals",), n_fft=16384, n_hop=4096, hidden_size=2048, max_bin=None)
+    assert big.parameter_count() > 100_000_000
+    (folder / "config.json").write_text(json.dumps(big.to_dict()))
+    (folder / "vocals.safetensors").write_bytes(b"\0" * 1000)
+
+    def never(config):
+        raise AssertionError("the model was built")
+
+    umx = dataclasses.replace(get_architecture("umx"), build=never)
+    monkeypatch.setattr(folders, "get_architecture", lambda name: umx)
+    with pytest.raises(UnmixError, match=r"needs about [\d,]+ parameters, but the weight files"):
+        read_folder(folder)

@@ -29,6 +29,8 @@ from .weights import WEIGHT_SUFFIXES, load_into, read_state_dict
 
 CONFIG_FILE = "config.json"
 UPSTREAM_FILE = "separator.json"
+#: the fewest bytes a weight file can spend on one parameter (float16)
+BYTES_PER_PARAMETER = 2
 
 Loaded = tuple[ModelConfig, SeparationModel]
 
@@ -55,6 +57,7 @@ def assemble(
             f"{source} has no {', '.join(f'{s}.safetensors' for s in missing)} (nor .pth), "
             f"which a {arch.label} model with targets {', '.join(config.targets)} needs"
         )
+    _check_file_sizes(config, [w for w in weights.values() if isinstance(w, Path)], source)
     model = arch.build(config)
     for stem, submodule in layout.items():
         given = weights[stem]
@@ -62,6 +65,21 @@ def assemble(
         name = str(given) if isinstance(given, Path) else f"{source} ({stem})"
         load_into(model.get_submodule(submodule), state, name)
     return model.freeze()
+
+
+def _check_file_sizes(config: ModelConfig, paths: list[Path], source: str) -> None:
+    """Refuse a configuration whose model is far larger than its weight files, before
+    building it (a tiny file must not make unmix allocate gigabytes)."""
+    if not paths:
+        return
+    held = sum(p.stat().st_size for p in paths if p.is_file())
+    needed = config.parameter_count() * BYTES_PER_PARAMETER
+    if held < needed:
+        raise WeightsError(
+            f"{source}: its configuration needs about {config.parameter_count():,} "
+            f"parameters, but the weight files hold only {held:,} bytes; the config does "
+            "not belong to these weights"
+        )
 
 
 def weight_files(folder: Path) -> dict[str, Path]:
