@@ -154,7 +154,9 @@ def test_target_subset_is_the_matching_slice(tmp_path):
     states = {t: random_state(TINY, 30 + k) for k, t in enumerate(XUMX_ORDER)}
     path = write_h5(tmp_path / "x-umx.h5", xumx_arrays(states))
     x = 0.1 * torch.randn(1, 2, 20000)
-    sub = load_separator(path, device="cpu", targets=["bass", "vocals"], wiener=WienerSettings(niter=0))
+    sub = load_separator(
+        path, device="cpu", targets=["bass", "vocals"], wiener=WienerSettings(niter=0)
+    )
     full = load_separator(path, device="cpu", wiener=WienerSettings(niter=0))
     assert sub.output_names == ("bass", "vocals")
     with torch.no_grad():
