@@ -61,6 +61,10 @@ def test_a_trained_run_is_kept_unless_resume_or_force(
     assert main([*tiny(musdb_root, out, decode_cache, epochs=1, seed=7), "--force"]) == 0
     assert checkpoint.load(out / "checkpoint" / "vocals.pt")["settings"]["optim"]["seed"] == 7
     assert files_of(out)["vocals.safetensors"] != before["vocals.safetensors"]
+    # another target with other model settings is refused before any song is decoded
+    fresh = tmp_path / "fresh-cache"
+    assert main(tiny(musdb_root, out, fresh, source="bass", **{"hidden-size": 8})) == 1
+    assert "other settings" in one_error(capsys) and not fresh.exists()
 
 
 def test_a_full_disk_is_one_line_and_the_checkpoint_stays_intact(

@@ -21,7 +21,7 @@ import torch
 from ..data import TrainData, build
 from ..device import pick_device
 from ..errors import UnmixError
-from . import checkpoint
+from . import checkpoint, report
 from .config import TrainConfig, data_options, merge_resumed
 from .ddp import DistributedRun
 from .launcher import Environment, resume_after_restart
@@ -115,7 +115,8 @@ def prepare(
 
     Raises:
         UnmixError: missing ``--root``, a trained run in ``--output`` without ``--resume``
-            or ``--force``, a missing or unreadable checkpoint, changed settings.
+            or ``--force``, a folder holding a model with other settings, a missing or
+            unreadable checkpoint, changed settings.
     """
     if settings.data.root is None:
         raise UnmixError(
@@ -134,6 +135,7 @@ def prepare(
             )
         if found:
             log.warning("--force: starting over; the run in %s will be replaced", found[0])
+        report.merged_config(Path(settings.run.output), settings.model_config)  # compatible?
         return settings, None
     ckpt = checkpoint.checkpoint_path(
         Path(settings.run.output), network_names(settings.model_config)
