@@ -1,4 +1,5 @@
-"""Helpers shared by tests: reference models with random weights and non-trivial stats."""
+"""Helpers shared by tests: reference models with random weights and non-trivial stats,
+and the flags of tiny training runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib
 import sys
 import types
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
@@ -84,3 +86,21 @@ def reference_state_dicts(
             sd["transform.0.window"] = window
         states[target] = sd
     return states
+
+
+#: a tiny, fast training run: ``unmix train`` settings without the leading dashes
+TINY_RUN: dict[str, object] = {
+    "hidden-size": 16,
+    "nfft": 1024,
+    "nhop": 512,
+    "seq-dur": 0.5,
+    "samples-per-track": 4,
+}
+
+
+def train_flags(root: Path, out: Path, cache: Path, **settings: object) -> list[str]:
+    """``unmix train`` flags: ``--root``, ``--output``, ``--cache-dir``, then ``settings``
+    (``name=value``; ``True``: a bare switch, ``False``: left out), then ``--quiet``."""
+    flags: dict[str, object] = {"root": root, "output": out, "cache-dir": cache, **settings}
+    argv = [f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items() if v is not False]
+    return [*argv, "--quiet"]

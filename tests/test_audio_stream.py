@@ -83,8 +83,8 @@ def test_bit_depth_and_rate_errors(tmp_path):
         audio_io.StemWriter(blocker / "song", ("a",), "wav", 44100, 2)
 
 
-def test_stem_mp4_holds_mixture_then_targets_aligned(tmp_path, clip: Path):
-    streams, rate = audio_io.read_stems(clip, duration=3.0)  # mixture, drums, bass, ...
+def test_stem_mp4_holds_mixture_then_targets_aligned(tmp_path, stem_track: Path):
+    streams, rate = audio_io.read_stems(stem_track, duration=3.0)  # mixture, drums, bass, ...
     mix, stems = streams[0], streams[1:3]
     path = tmp_path / "song.stem.mp4"
     writer = audio_io.StemWriter(path, ("drums", "bass"), "stems", rate, 2)

@@ -26,9 +26,10 @@ HALF_SECOND = 22050  # windows of 0.5 s: several windows from a few seconds of a
 
 
 @pytest.fixture(scope="module")
-def stems(clips: list[Path]) -> np.ndarray:
-    """Drums, bass, other, vocals of a preview clip, 3.2 s: ``(4, nb_samples, 2)`` float64."""
-    x, _ = audio.read_stems(clips[3], start=1.0, duration=3.2)
+def stems(stem_track: Path) -> np.ndarray:
+    """Drums, bass, other, vocals of a MUSDB18-style AAC multitrack, 3.2 s:
+    ``(4, nb_samples, 2)`` float64."""
+    x, _ = audio.read_stems(stem_track, start=1.0, duration=3.2)
     return np.ascontiguousarray(x[1:].transpose(0, 2, 1), dtype=np.float64)
 
 
