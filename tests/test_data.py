@@ -159,13 +159,13 @@ def test_sourcefolder_layout(tmp_path: Path) -> None:
         assert draws["speech"].song == 0 and draws["noise"].song in (1, 2)
 
 
-def test_decoded_cache_round_trip(tmp_path: Path, clip: Path) -> None:
-    first, rate = decode(clip, 4, tmp_path)
+def test_decoded_cache_round_trip(tmp_path: Path, stem_track: Path) -> None:
+    first, rate = decode(stem_track, 4, tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 1 and rate == 44100
-    again, _ = decode(clip, 4, tmp_path)
+    again, _ = decode(stem_track, 4, tmp_path)
     assert isinstance(again, np.memmap)
     np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
-    direct, _ = decode(clip, 4, None)
+    direct, _ = decode(stem_track, 4, None)
     np.testing.assert_array_equal(direct, np.asarray(again))
 
 

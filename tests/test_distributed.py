@@ -1,8 +1,8 @@
 """Distributed training (torchrun, DDP, gloo on 127.0.0.1): two ranks with batch B equal one
 process with batch 2B, the ranks draw different excerpts, resume, and failing ranks.
 
-Run as a script (``python tests/test_distributed.py <unmix train flags>``), this file is a
-training worker that records what its rank trained on (see :func:`_worker`).
+The ranks run ``tests/ddp_worker.py``: ``unmix train`` that also records what its rank
+trained on.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from unmix.cli import build_parser, main
 from unmix.data import build
 from unmix.errors import UnmixError
 from unmix.loading import load_separator
-from unmix.tracks import VALIDATION_TRACKS
 from unmix.train import data_options
 from unmix.train.config import resolve
 from unmix.train.distributed import (
@@ -37,36 +36,27 @@ from unmix.train.distributed import (
 )
 from unmix.train.trainer import Trainer
 
-WORKER = Path(__file__).resolve()
+from .helpers import TINY_RUN, train_flags
+
+WORKER = Path(__file__).resolve().with_name("ddp_worker.py")
 BATCH = 2  # per rank; the single-process reference uses 2 * BATCH
 
 
 @pytest.fixture(scope="module")
-def root(clips: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 training and 2 validation clips."""
-    base = tmp_path_factory.mktemp("musdb")
-    (base / "train").mkdir()
-    train = [c for c in clips if c.name[: -len(".stem.mp4")] not in VALIDATION_TRACKS]
-    valid = [c for c in clips if c.name[: -len(".stem.mp4")] in VALIDATION_TRACKS]
-    for clip in train[:4] + valid[:2]:
-        (base / "train" / clip.name).symlink_to(clip)
-    return base
+def root(musdb_root: Path) -> Path:
+    """The small MUSDB18 folder of conftest: 4 training and 2 validation tracks."""
+    return musdb_root
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("decoded")
+def cache(decode_cache: Path) -> Path:
+    return decode_cache
 
 
 def flags(root: Path, out: Path, cache: Path, **over: object) -> list[str]:
     """A tiny run: 16 excerpts per epoch, one LSTM layer (no dropout), lr 0.01."""
-    settings: dict[str, object] = {
-        "root": root, "output": out, "cache-dir": cache, "hidden-size": 16, "nfft": 1024,
-        "nhop": 512, "nb-layers": 1, "seq-dur": 0.5, "samples-per-track": 4,
-        "batch-size": BATCH, "lr": 0.01, "epochs": 1, "device": "cpu",
-    }  # fmt: skip
-    settings.update(over)
-    return [f"--{k}" if v is True else f"--{k}={v}" for k, v in settings.items()] + ["--quiet"]
+    settings = {**TINY_RUN, "nb-layers": 1, "batch-size": BATCH, "lr": 0.01, "epochs": 1}
+    return train_flags(root, out, cache, **{**settings, "device": "cpu", **over})
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -311,38 +301,3 @@ def test_nproc_passes_exactly_the_given_flags(tmp_path: Path) -> None:
     again = parser.parse_args(["train", *passed])
     assert resolve(again) == resolve(args)
     assert torchrun_command(2, passed)[-len(passed) - 2 :] == ["-m", "unmix.train", *passed]
-
-
-def _worker(argv: list[str]) -> int:
-    """``unmix train`` on one rank that also saves, in ``$UNMIX_TEST_RECORD``, its pid (at
-    the first step) and, at the end, the batches it trained on and its weights."""
-    from unmix.cli import main
-    from unmix.train.distributed import DistributedTrainer
-
-    record = Path(os.environ["UNMIX_TEST_RECORD"])
-    rank = Environment.detect().rank
-    mixes: list[torch.Tensor] = []
-    initial: dict[str, torch.Tensor] = {}
-    step, fit = DistributedTrainer.step, DistributedTrainer.fit
-
-    def recording_step(self: DistributedTrainer, unit: Any, mix: Any, targets: Any) -> float:
-        if not mixes:
-            initial.update({k: v.clone() for k, v in unit.model.state_dict().items()})
-            (record / f"pid-{rank}.part").write_text(str(os.getpid()))
-            os.replace(record / f"pid-{rank}.part", record / f"pid-{rank}")
-        mixes.append(mix.clone())
-        return step(self, unit, mix, targets)
-
-    def saving_fit(self: DistributedTrainer) -> None:
-        fit(self)
-        weights = {n: u.model.state_dict() for n, u in self.units.items()}
-        state = {"mixes": mixes, "weights": weights, "initial": initial}
-        torch.save(state, record / f"rank-{rank}.pt")
-
-    DistributedTrainer.step = recording_step  # type: ignore[method-assign,assignment]
-    DistributedTrainer.fit = saving_fit  # type: ignore[method-assign,assignment]
-    return main(["train", *argv])
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))

@@ -190,14 +190,14 @@ def test_cli_scores_an_estimates_folder(tmp_path: Path, capsys: pytest.CaptureFi
     assert (out / "boxplot_vocals.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_model_dir_on_preview_clips(clips: list[Path], tmp_path: Path) -> None:
+def test_cli_model_dir_on_preview_clips(stem_track: Path, tmp_path: Path) -> None:
     """``--model DIR``: separate and score in one go; the saved stems score the same."""
     torch.manual_seed(0)
     config = ModelConfig(hidden_size=16, nb_layers=1, max_bin=64)
     model = save_model(
         tmp_path / "tiny", config, {t: OpenUnmix.from_config(config) for t in config.targets}
     )
-    root, name = clips[0].parent.parent, clips[0].name.removesuffix(".stem.mp4")
+    root, name = stem_track.parent.parent, stem_track.name.removesuffix(".stem.mp4")
     common = ["--root", str(root), "--tracks", name, "--no-plot"]
     first = ["--model", str(model), "--save-estimates", str(tmp_path / "est")]
     assert main(["evaluate", *first, *common, "--out-dir", str(tmp_path / "a")]) == 0

@@ -54,7 +54,7 @@ def _write_pyav(path: Path, audio: np.ndarray, rate: int, codec: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, excerpt, clip) -> Path:
+def inputs(tmp_path_factory, excerpt, stem_track) -> Path:
     """A folder of conversions of a real clip, with a sub-folder and a non-audio file."""
     audio, rate = excerpt
     root = tmp_path_factory.mktemp("inputs")
@@ -64,7 +64,7 @@ def inputs(tmp_path_factory, excerpt, clip) -> Path:
     sf.write(root / "d32k.ogg", audio_io.resample(audio, rate, 32000).T, 32000)
     _write_pyav(root / "e.m4a", audio, rate, "aac")
     (root / "sub").mkdir()
-    (root / "sub" / "f.stem.mp4").symlink_to(clip)
+    (root / "sub" / "f.stem.mp4").symlink_to(stem_track)
     (root / "notes.txt").write_text("not audio")
     return root
 
