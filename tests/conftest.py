@@ -28,8 +28,7 @@ SHARED = Path(os.environ.get("UNMIX_SHARED", REPO.parent / "shared"))
 PREVIEW = SHARED / "data" / "musdb18-preview" / "train"
 
 #: the training tracks of ``musdb_root`` (its validation tracks: ``VALIDATION_TRACKS[:2]``)
-FIXTURE_TRACKS = ("Fixture - Night Owl A", "Fixture - Night Owl B")
-FIXTURE_TRACKS += ("Fixture - Night Owl C", "Fixture - Night Owl D")
+FIXTURE_TRACKS = tuple(f"Fixture - Night Owl {x}" for x in "ABCD")
 
 
 def preview_clips() -> list[Path]:
@@ -64,7 +63,8 @@ def shared_clips() -> list[Path]:
 @pytest.fixture(scope="session")
 def clip() -> Path:
     """Real music: the bundled ``examples/nightowl-preview.m4a`` (AAC, 44.1 kHz stereo,
-    300,032 samples; bit for bit the mixture stream of the MUSDB18 preview of "Night Owl")."""
+    300,032 samples; bit for bit the mixture stream of the MUSDB18 preview of "Night Owl";
+    CC BY-NC-SA, see ``examples/README.md``)."""
     return EXAMPLE
 
 
