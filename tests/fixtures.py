@@ -10,7 +10,7 @@ mid-range vocal and a broad "other"). The mixture is their sum, as in MUSDB18. T
 keep the AAC band limit of the clip, and the ``.stem.mp4`` writer codes them with AAC again,
 as MUSDB18's stems are.
 
-Only numpy, PyAV and soundfile are used (not the package under test).
+Only numpy and PyAV are used (not the package under test).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "nightowl-preview.m4a"
@@ -111,13 +110,6 @@ def write_stem_mp4(path: Path, stems: dict[str, np.ndarray], bit_rate: int = 256
         for stream in streams:
             for packet in stream.encode(None):
                 container.mux(packet)
-
-
-def write_wav_folder(folder: Path, stems: dict[str, np.ndarray]) -> None:
-    """A MUSDB18-HQ-style track folder: ``<name>.wav`` (float32) per name of the stems."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, x in stems.items():
-        sf.write(folder / f"{name}.wav", x.T, RATE, subtype="FLOAT")
 
 
 def build_musdb(
