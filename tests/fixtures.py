@@ -4,7 +4,7 @@ preview of "Night Owl", CC BY-NC-SA, see ``examples/README.md``) and small MUSDB
 multitracks derived from it.
 
 A multitrack's four stems are the clip, circularly shifted by a different amount per stem
-(so the stems are different music, nearly uncorrelated) and shaped by smooth complementary
+(so the stems are different music, nearly uncorrelated) and shaped by smooth, overlapping
 filters (so each has the spectral character of its name: a low bass, a bright drum part, a
 mid-range vocal and a broad "other"). The mixture is their sum, as in MUSDB18. The stems
 keep the AAC band limit of the clip, and the ``.stem.mp4`` writer codes them with AAC again,
