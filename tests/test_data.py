@@ -16,7 +16,8 @@ from unmix.data import DataOptions, ExcerptDataset, ExcerptSampler, Song, augmen
 from unmix.data.cache import decode
 from unmix.errors import UnmixError
 from unmix.tracks import SOURCES, VALIDATION_TRACKS
-from unmix.train.config import TrainConfig, add_arguments, merge_resumed, resolve
+from unmix.train.config import TrainConfig, merge_resumed
+from unmix.train.flags import add_arguments, resolve
 from unmix.train.stats import input_statistics
 
 RATE = 8000
@@ -251,12 +252,12 @@ def test_settings_defaults_follow_the_seed() -> None:
     assert given == set()
     expected = dict(
         root=None, source=("vocals",), output="./open-unmix", epochs=1000, batch_size=16,
-        patience=140, seq_dur=6.0, unidirectional=False, hidden_size=512, nfft=4096, nhop=1024,
+        patience=140, seq_dur=6.0, unidirectional=False, hidden_size=512, n_fft=4096, n_hop=1024,
         lr=0.001, lr_decay_patience=80, lr_decay_gamma=0.3, weight_decay=1e-5, bandwidth=16000,
         nb_channels=2, nb_workers=0, seed=42, is_wav=False, samples_per_track=64,
         source_augmentations=("gain", "channelswap"),
     )  # fmt: skip
-    assert {k: getattr(s, k) for k in expected} == expected
+    assert {k: s.flat()[k] for k in expected} == expected
     assert parse("--context", "cudnn")[0].device_name == "cuda"
     assert parse("--context", "cpu")[0].device_name == "cpu"
     assert parse("--target", "drums", "bass")[0].targets == ("drums", "bass")
@@ -267,7 +268,7 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('hidden-size = 64\nsource = ["bass"]\nlr = 1\n')
     s, given = parse("--config", str(path), "--lr", "0.01")
-    assert (s.hidden_size, s.source, s.lr) == (64, ("bass",), 0.01)
+    assert (s.model.hidden_size, s.model.source, s.optim.lr) == (64, ("bass",), 0.01)
     assert given == {"lr"}
     (tmp_path / "bad.yaml").write_text("hiden_size: 3\n")
     with pytest.raises(UnmixError, match="unknown setting 'hiden_size'"):
@@ -278,8 +279,8 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_changed_settings() -> None:
-    saved = TrainConfig(hidden_size=64, epochs=5)
-    now = TrainConfig(hidden_size=32, epochs=9, resume=True)
-    assert merge_resumed(saved, now, {"epochs", "resume"}).epochs == 9
+    saved = TrainConfig.from_dict({"hidden_size": 64, "epochs": 5})
+    now = TrainConfig.from_dict({"hidden_size": 32, "epochs": 9, "resume": True})
+    assert merge_resumed(saved, now, {"epochs", "resume"}).optim.epochs == 9
     with pytest.raises(UnmixError, match="hidden_size"):
         merge_resumed(saved, now, {"hidden_size"})

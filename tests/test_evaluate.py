@@ -18,9 +18,9 @@ from unmix import audio
 from unmix import evaluate as ev
 from unmix.cli import main
 from unmix.config import ModelConfig
-from unmix.loading import save_model
+from unmix.hub.loading import save_model
 from unmix.metrics import framewise_sdr
-from unmix.model import OpenUnmix
+from unmix.models.umx import UMX, OpenUnmix
 
 SOURCES = ("vocals", "drums", "bass", "other")
 
@@ -195,7 +195,9 @@ def test_cli_model_dir_on_preview_clips(stem_track: Path, tmp_path: Path) -> Non
     torch.manual_seed(0)
     config = ModelConfig(hidden_size=16, nb_layers=1, max_bin=64)
     model = save_model(
-        tmp_path / "tiny", config, {t: OpenUnmix.from_config(config) for t in config.targets}
+        tmp_path / "tiny",
+        config,
+        UMX({t: OpenUnmix.from_config(config) for t in config.targets}),
     )
     root, name = stem_track.parent.parent, stem_track.name.removesuffix(".stem.mp4")
     common = ["--root", str(root), "--tracks", name, "--no-plot"]

@@ -16,8 +16,8 @@ from unmix import audio as audio_io
 from unmix.api import separate, separate_array
 from unmix.cli import build_parser, main
 from unmix.config import CONFIGS
-from unmix.loading import load_separator, save_model
-from unmix.model import OpenUnmix
+from unmix.hub.loading import load_separator, save_model
+from unmix.models.umx import UMX, OpenUnmix
 
 from .helpers import randomize
 
@@ -33,7 +33,7 @@ def model_dir(tmp_path_factory) -> Path:
     for k, target in enumerate(config.targets):
         models[target] = OpenUnmix.from_config(config)
         randomize(models[target], 40 + k)
-    return save_model(tmp_path_factory.mktemp("tiny") / "model", config, models)
+    return save_model(tmp_path_factory.mktemp("tiny") / "model", config, UMX(models))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from unmix.cli import main
 from unmix.data import build
 from unmix.errors import UnmixError
-from unmix.loading import load_separator
+from unmix.filtering import WienerSettings
+from unmix.hub.loading import load_separator
 from unmix.train import checkpoint, data_options
 from unmix.train.config import TrainConfig
 from unmix.train.trainer import Trainer
@@ -48,7 +49,7 @@ def tiny(root: Path, out: Path, cache: Path, **over: object) -> list[str]:
 def settings_of(argv: list[str]) -> TrainConfig:
     import argparse
 
-    from unmix.train.config import add_arguments, resolve
+    from unmix.train.flags import add_arguments, resolve
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -59,7 +60,7 @@ def test_a_tiny_model_learns_on_real_clips(root: Path, cache: Path, tmp_path: Pa
     argv = tiny(root, tmp_path / "m", cache, **{"hidden-size": 24, "seq-dur": 1.0})
     argv += ["--samples-per-track=20", "--batch-size=4", "--epochs=10", "--lr=0.003"]
     settings = settings_of(argv)
-    data = build(settings.dataset, data_options(settings))
+    data = build(settings.data.dataset, data_options(settings))
     trainer = Trainer(settings, data, torch.device("cpu"))
     trainer.initialise()
     before = trainer.validate()["vocals"]
@@ -70,17 +71,17 @@ def test_a_tiny_model_learns_on_real_clips(root: Path, cache: Path, tmp_path: Pa
     finally:
         torch.set_num_threads(threads)
     history = trainer.units["vocals"].history
-    steps = trainer.epoch * len(trainer.sampler) // settings.batch_size
+    steps = trainer.epoch * len(trainer.sampler) // settings.optim.batch_size
     assert steps == 200
     # measured: 6.33 before, 0.92 after 200 steps (4.99 and 1.39 on 6 MUSDB18 preview clips)
     assert min(history["valid_loss"]) < 0.5 * before, (before, history["valid_loss"])
     assert history["train_loss"][-1] < 0.6 * history["train_loss"][0]
     # the folder is a model folder: separate with it
-    sep = load_separator(tmp_path / "m", niter=0, device="cpu")
+    sep = load_separator(tmp_path / "m", wiener=WienerSettings(niter=0), device="cpu")
     mix = torch.from_numpy(data.valid[0].mix()[None, :, :44100])
     assert sep(mix).shape == (1, 1, 2, 44100)
     saved = json.loads((tmp_path / "m" / "training.json").read_text())
-    assert saved["settings"]["hidden_size"] == 24 and saved["epochs_trained"] == 10
+    assert saved["settings"]["model"]["hidden_size"] == 24 and saved["epochs_trained"] == 10
     assert (tmp_path / "m" / "vocals.history.png").stat().st_size > 0
 
 
