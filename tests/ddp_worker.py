@@ -1,4 +1,4 @@
-"""A training worker for ``tests/test_distributed.py``: run as a script
+"""A training worker for ``tests/train/test_ddp.py``: run as a script
 (``python tests/ddp_worker.py <unmix train flags>``, one per rank, e.g. under torchrun), it
 is ``unmix train`` that also records, in ``$UNMIX_TEST_RECORD``, what its rank trained on.
 

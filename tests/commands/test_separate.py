@@ -19,7 +19,7 @@ from unmix.config import CONFIGS
 from unmix.hub.loading import load_separator, save_model
 from unmix.models.umx import UMX, OpenUnmix
 
-from .helpers import randomize
+from ..helpers import randomize
 
 TARGETS = ("vocals", "drums", "bass", "other")
 

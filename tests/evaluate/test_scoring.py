@@ -250,7 +250,7 @@ def test_cli_errors(
     assert main(["evaluate", str(tmp_path / "est"), *root]) == 1  # mono vs stereo
     err = capsys.readouterr().err
     assert "'vocals' has shape (1, 20000)" in err and "(2, 20000)" in err
-    # without matplotlib the run goes on without box plots (tests/test_commands_evaluate.py);
+    # without matplotlib the run goes on without box plots (tests/commands/test_evaluate.py);
     # the library function still refuses with one line
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(

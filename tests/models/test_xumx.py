@@ -23,7 +23,7 @@ from unmix.hub.loading import load_model, load_separator, save_model
 from unmix.models.xumx import XUMX
 from unmix.separator import Separator
 
-from .test_nnabla_layout import XUMX_ORDER, random_state, umx_arrays, write_h5, xumx_arrays
+from ..nnabla_files import XUMX_ORDER, random_state, umx_arrays, write_h5, xumx_arrays
 
 TARGETS = ("vocals", "drums", "bass", "other")
 TINY = ModelConfig(n_fft=512, n_hop=128, hidden_size=16, nb_layers=2, max_bin=120, arch="xumx")

@@ -17,7 +17,7 @@ from unmix.hub.loading import save_model
 from unmix.hub.weights import LEGACY_KEYS, load_into, read_state_dict
 from unmix.models.umx import UMX, OpenUnmix
 
-from .helpers import reference_state_dicts
+from ..helpers import reference_state_dicts
 
 TINY = ModelConfig(targets=("vocals", "drums"), n_fft=512, n_hop=128, hidden_size=32, max_bin=200)
 

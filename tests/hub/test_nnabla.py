@@ -30,7 +30,7 @@ from unmix.hub.loading import load_model, load_separator, save_model
 from unmix.hub.nnabla import read_nnabla_file, umx_state_dict
 from unmix.models.umx import UMX, OpenUnmix
 
-from .test_nnabla_layout import random_state, umx_arrays, write_h5
+from ..nnabla_files import random_state, umx_arrays, write_h5
 
 TARGETS = ("vocals", "drums", "bass", "other")
 TINY = ModelConfig(n_fft=512, n_hop=128, hidden_size=16, nb_layers=2, max_bin=120)

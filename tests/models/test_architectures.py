@@ -21,7 +21,7 @@ from unmix.models.umx import OpenUnmix
 from unmix.models.xumx import XUMX
 from unmix.separator import Separator
 
-from .helpers import randomize
+from ..helpers import randomize
 
 TINY = ModelConfig(n_fft=256, n_hop=64, hidden_size=16, nb_layers=2, max_bin=80)
 

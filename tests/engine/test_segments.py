@@ -17,8 +17,8 @@ from unmix.hub.loading import load_separator
 from unmix.models.umx import UMX, OpenUnmix
 from unmix.separator import Separator
 
-from .helpers import randomize, reference_state_dicts
-from .test_parity import _reference_separator, _write_official_layout, with_dither
+from ..helpers import randomize, reference_state_dicts
+from ..test_separator_parity import _reference_separator, _write_official_layout, with_dither
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),

@@ -17,7 +17,7 @@ from unmix.config import ModelConfig
 from unmix.errors import WeightsError
 from unmix.hub.h5 import read_h5
 
-from .test_nnabla_layout import random_state, umx_arrays, write_h5
+from ..nnabla_files import random_state, umx_arrays, write_h5
 
 TINY = ModelConfig(n_fft=512, n_hop=128, hidden_size=16, nb_layers=2, max_bin=120)
 SECRET = b"root:x:0:0:secret-bytes-that-must-never-leave-this-file\n" * 64

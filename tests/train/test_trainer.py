@@ -24,7 +24,7 @@ from unmix.train import checkpoint, data_options
 from unmix.train.config import TrainConfig
 from unmix.train.trainer import Trainer
 
-from .helpers import TINY_RUN, train_flags
+from ..helpers import TINY_RUN, train_flags
 
 TRAIN_CLIPS = 4
 

@@ -35,9 +35,9 @@ from unmix.train.launcher import (
 )
 from unmix.train.trainer import Trainer
 
-from .helpers import TINY_RUN, train_flags
+from ..helpers import TINY_RUN, train_flags
 
-WORKER = Path(__file__).resolve().with_name("ddp_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "ddp_worker.py"
 BATCH = 2  # per rank; the single-process reference uses 2 * BATCH
 #: Hz the LSTM sees. The fixture tracks (built from one AAC clip) have nearly silent upper
 #: bins: up to 16 kHz their input scale (1 / floored std) reaches 100, and a 1e-7 change of

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from unmix.cli import main
 from unmix.train import checkpoint
 
-from .helpers import TINY_RUN, train_flags
+from ..helpers import TINY_RUN, train_flags
 
 
 def tiny(root: Path, out: Path, cache: Path, **over: object) -> list[str]:
