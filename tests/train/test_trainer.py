@@ -208,7 +208,7 @@ def test_xumx_trains_one_joint_model(root: Path, cache: Path, tmp_path: Path) ->
 def test_cli_errors_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], root: Path, cache: Path
 ) -> None:
-    assert main(["train", "--output", str(tmp_path / "o")]) == 1
+    assert main(["train", "--output", str(tmp_path / "o"), "--is-wav"]) == 1
     assert "--root is required" in capsys.readouterr().err
     assert main(["train", "--root", str(tmp_path / "missing")]) == 1
     assert "zenodo" in capsys.readouterr().err

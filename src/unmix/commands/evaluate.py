@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import evaluate as ev
 from ..errors import UnmixError
+from ..hub.datasets import PREVIEW, fetch_dataset
 from ..hub.registry import DEFAULT_MODEL
 from ..tracks import Track, find_tracks
 from .common import add_device_option, add_wiener_options
@@ -17,7 +18,8 @@ EPILOG = f"""\
 inputs:
   ROOT      MUSDB18 (ROOT/test/*.stem.mp4), MUSDB18-HQ (ROOT/test/<track>/vocals.wav ...)
             or plain folders (ROOT/<track>/<source>.<ext>); download MUSDB18 from
-            https://zenodo.org/records/1117372 (MUSDB18-HQ: record 3338373) and unzip it
+            https://zenodo.org/records/1117372 (MUSDB18-HQ: record 3338373) and unzip it.
+            Without --root: the MUSDB18 7-s previews ('unmix download musdb18-preview')
   ESTIMATES ESTIMATES/<track>/<target>.wav, as 'unmix separate --out-dir ESTIMATES' writes
             (museval's ESTIMATES/<subset>/<track>/ works too)
 
@@ -51,7 +53,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "estimates", nargs="?", type=Path, metavar="ESTIMATES", help="folder of estimates"
     )
     d = p.add_argument_group("dataset")
-    d.add_argument("--root", type=Path, required=True, help="dataset folder (see below)")
+    d.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="dataset folder (see below); default: the MUSDB18 7-s previews, downloaded once "
+        "into the cache (147 MB; test subset: 50 clips)",
+    )
     d.add_argument(
         "--subset",
         choices=["train", "test"],
@@ -199,6 +207,8 @@ def _plots(
 
 def run(args: argparse.Namespace) -> int:
     settings = _check_args(args)
+    if args.root is None:  # as the seed's eval.py: the MUSDB18 previews, fetched once
+        args.root = fetch_dataset(PREVIEW, progress=not getattr(args, "quiet", False))
     subset = _subset(args.root, args.subset)
     tracks = find_tracks(args.root, subset, args.split, args.tracks)
     source, origin, tracks = _source(args, tracks)
@@ -217,9 +227,13 @@ def run(args: argparse.Namespace) -> int:
         origin,
         *([missing] if missing else []),
     ]
+    note = ev.rounding_noise_note(tracks, settings)
     print()
     print("\n".join(header))
     print(ev.summary_text(summary))
+    if note:
+        print(note)
+        header.append(note)
     ev.write_files(
         {
             args.out_dir / "scores.csv": ev.summary_csv(summary),

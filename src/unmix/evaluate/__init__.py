@@ -50,6 +50,7 @@ from .scoring import (
 from .tables import (
     describe_dataset,
     describe_scoring,
+    rounding_noise_note,
     summary_csv,
     summary_markdown,
     summary_text,
@@ -87,6 +88,7 @@ __all__ = [
     "quantize",
     "reference_targets",
     "require_matplotlib",
+    "rounding_noise_note",
     "scorable_targets",
     "score_one",
     "score_track",

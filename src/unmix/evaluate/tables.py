@@ -105,3 +105,23 @@ def describe_scoring(settings: EvalSettings, frames_agg: str, tracks_agg: str) -
             "SIR/SAR; not museval's numbers)"
         )
     return lines
+
+
+def rounding_noise_note(tracks: Sequence[Track], settings: EvalSettings) -> str | None:
+    """A line saying that ISR/SIR/SAR are rounding noise, when they are; else ``None``.
+
+    They are when the distortion filters are unregularized (museval's default) and every
+    reference is an AAC-coded stem (MUSDB18 STEMS): the band-limited stems make the Gram
+    matrix of the filters' least-squares problem ill-conditioned (condition number 1e13 to
+    infinity on the previews), so museval's own ISR/SIR/SAR move by up to 16 dB when the
+    references change by 1e-9 (docs/evaluation.md). SDR does not use the filters.
+    """
+    aac = bool(tracks) and all(t.stem_file is not None for t in tracks)
+    if settings.mode != "bsseval" or settings.regularization or not aac:
+        return None
+    return (
+        "Note: ISR, SIR and SAR are rounding noise here: the AAC-coded, band-limited stems "
+        "make their least-squares problem ill-conditioned (museval's own values move by up to "
+        "16 dB when the references change by 1e-9); SDR and uSDR are exact. For meaningful "
+        "ISR/SIR/SAR add --regularization 3e-5 (not museval's numbers; see docs/evaluation.md)"
+    )

@@ -106,6 +106,8 @@ def fetch(
     except (urllib.error.URLError, OSError, ValueError) as exc:
         if isinstance(exc, WeightsError):
             raise
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # it holds the open response
         reason = getattr(exc, "reason", None) or exc
         raise _missing(url, dest, str(reason)) from exc
     if not expected:

@@ -120,8 +120,9 @@ def prepare(
     """
     if settings.data.root is None:
         raise UnmixError(
-            "--root is required: the folder of MUSDB18 (https://zenodo.org/records/1117372) "
-            "or MUSDB18-HQ (add --is-wav); nothing is downloaded automatically"
+            "--root is required here: the folder of MUSDB18 (https://zenodo.org/records/1117372) "
+            "or MUSDB18-HQ (add --is-wav); only 'unmix train' with the musdb layout and no "
+            "--is-wav fetches the MUSDB18 previews by itself"
         )
     if settings.run.threads > 0:
         torch.set_num_threads(settings.run.threads)
