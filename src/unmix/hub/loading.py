@@ -11,6 +11,7 @@ import torch
 from ..config import ModelConfig
 from ..device import pick_device
 from ..errors import UnmixError
+from ..export.separator import load_onnx_separator
 from ..filtering import WienerSettings
 from ..models.architectures import get_architecture
 from ..models.contract import SeparationModel
@@ -73,7 +74,8 @@ def load_separator(
     """Load a model and wrap it in a ready-to-use, frozen :class:`Separator`.
 
     Args:
-        model: registry name (``unmix models`` lists them), model folder or file.
+        model: registry name (``unmix models`` lists them), model folder or file, or an
+            ``.onnx`` graph from ``unmix export`` (run by onnxruntime).
         targets: targets to keep, in this order (Default: all). For best quality keep all
             targets: the Wiener stage couples them.
         wiener: the Wiener post-filter options (Default: :class:`WienerSettings`()).
@@ -83,6 +85,8 @@ def load_separator(
     Returns:
         a :class:`Separator` in evaluation mode on ``device``.
     """
+    if Path(model).suffix.lower() == ".onnx":  # a graph from `unmix export`: settings baked in
+        return load_onnx_separator(model, targets, wiener, device)
     config, net = load_model(model, progress)
     if targets:
         net = net.select_targets(targets)

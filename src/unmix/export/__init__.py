@@ -1,0 +1,31 @@
+"""Export a separator as one ONNX graph (waveform in, stems out) and run such graphs.
+
+* :func:`export_onnx` (:mod:`.driver`): trace, add metadata, check, write.
+* :class:`OnnxGraph` (:mod:`.runtime`): onnxruntime with numpy only (no PyTorch).
+* :class:`OnnxSeparator`, :func:`load_onnx_separator` (:mod:`.separator`): a graph behind
+  the :class:`~unmix.separator.Separator` interface, for the engine.
+
+Names are imported on first use, so that ``unmix.export.runtime`` stays free of PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .driver import export_onnx
+    from .metadata import GraphInfo
+    from .runtime import OnnxGraph
+    from .separator import OnnxSeparator, load_onnx_separator
+
+_LAZY = {
+    "export_onnx": "driver",
+    "GraphInfo": "metadata",
+    "OnnxGraph": "runtime",
+    "OnnxSeparator": "separator",
+    "load_onnx_separator": "separator",
+}
+__all__ = ["GraphInfo", "OnnxGraph", "OnnxSeparator", "export_onnx", "load_onnx_separator"]
+__getattr__ = lazy_attributes(__name__, _LAZY)

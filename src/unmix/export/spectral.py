@@ -1,0 +1,134 @@
+"""STFT and ISTFT as ONNX-friendly operations (opset 17 ``STFT`` and ``DFT``).
+
+In PyTorch these compute exactly what :class:`unmix.transforms.STFT` / ``ISTFT`` compute
+(``torch.stft`` / ``torch.fft.irfft``), but on real tensors with a trailing real/imaginary
+axis of size 2, so that no complex tensor enters the exported graph. When exported, each
+transform becomes one ONNX ``STFT`` or ``DFT`` node, which runtimes implement with an FFT
+(a DFT basis as a convolution would cost ``n_fft`` multiply-adds per bin and frame).
+
+Overlap-add is the transposed convolution of the frames with a unit kernel of stride
+``n_hop``; with ``n_fft = R · n_hop`` it is written as ``R`` shifted, zero-padded
+additions of hop-long pieces (cheap and shape-dynamic in any runtime).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from ..errors import UnmixError
+
+
+class _Stft(torch.autograd.Function):
+    """``(B, T)`` signal → ``(B, N, F, 2)`` one-sided spectrum (no centring)."""
+
+    @staticmethod
+    def forward(ctx: Any, signal: Tensor, window: Tensor, n_fft: int, n_hop: int) -> Tensor:
+        spec = torch.stft(
+            signal, n_fft, n_hop, window=window, center=False, onesided=True, return_complex=True
+        )
+        return torch.view_as_real(spec.transpose(-1, -2)).contiguous()
+
+    @staticmethod
+    def symbolic(g: Any, signal: Any, window: Any, n_fft: int, n_hop: int) -> Any:
+        axes = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
+        step = g.op("Constant", value_t=torch.tensor(n_hop, dtype=torch.int64))
+        out = g.op("STFT", g.op("Unsqueeze", signal, axes), step, window, onesided_i=1)
+        return _dynamic(out, [None, None, n_fft // 2 + 1, 2])
+
+
+class _Irfft(torch.autograd.Function):
+    """``(B, N, F, 2)`` one-sided spectrum → ``(B, N, n_fft)`` real frames (inverse DFT)."""
+
+    @staticmethod
+    def forward(ctx: Any, spec: Tensor, n_fft: int) -> Tensor:
+        frames: Tensor = torch.fft.irfft(torch.view_as_complex(spec.contiguous()), n=n_fft, dim=-1)
+        return frames
+
+    @staticmethod
+    def symbolic(g: Any, spec: Any, n_fft: int) -> Any:
+        def const(values: list[int] | list[float], dtype: torch.dtype = torch.int64) -> Any:
+            return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
+
+        nb_bins = n_fft // 2 + 1
+        # the full Hermitian spectrum: bins F-2 … 1 mirrored and conjugated after the one-sided ones
+        mirror = g.op("Slice", spec, const([nb_bins - 2]), const([0]), const([2]), const([-1]))
+        mirror = g.op("Mul", mirror, const([1.0, -1.0], torch.float32))
+        full = g.op("Concat", spec, mirror, axis_i=2)
+        frames = g.op("DFT", full, axis_i=2, inverse_i=1, onesided_i=0)
+        real = g.op("Gather", frames, const([0]), axis_i=3)
+        return _dynamic(g.op("Squeeze", real, const([3])), [None, None, n_fft])
+
+
+def _dynamic(value: Any, sizes: list[int | None]) -> Any:
+    """Declare a float tensor of ``sizes`` (``None``: dynamic) so that no size is frozen."""
+    value.setType(value.type().with_dtype(torch.float32).with_sizes(sizes))
+    return value
+
+
+def _check_geometry(n_fft: int, n_hop: int) -> None:
+    if n_fft % n_hop or 2 * n_hop > n_fft:
+        raise UnmixError(
+            f"cannot export the STFT with n_fft={n_fft}, n_hop={n_hop}: the graph's overlap-add "
+            "needs n_fft to be a multiple of n_hop and n_hop <= n_fft / 2 (every released model "
+            "has n_fft = 4 n_hop or 2 n_hop)"
+        )
+
+
+def overlap_add(frames: Tensor, n_hop: int) -> Tensor:
+    """``out[b, n·n_hop + t] = Σ frames[b, n, t]`` for ``frames (B, N, R·n_hop)`` → ``(B, (N+R-1)·n_hop)``."""
+    batch, _, size = frames.shape
+    pieces = size // n_hop
+    blocks = frames.reshape(batch, -1, pieces, n_hop)
+    out = functional.pad(blocks[:, :, 0], (0, 0, 0, pieces - 1))
+    for k in range(1, pieces):
+        out = out + functional.pad(blocks[:, :, k], (0, 0, k, pieces - 1 - k))
+    return out.reshape(batch, -1)
+
+
+class GraphSTFT(nn.Module):
+    """Centred STFT (reflect padding, periodic Hann), real in, real/imaginary pairs out.
+
+    Args:
+        n_fft: FFT size and window length.
+        n_hop: hop size.
+    """
+
+    window: Tensor
+
+    def __init__(self, n_fft: int, n_hop: int) -> None:
+        super().__init__()
+        _check_geometry(n_fft, n_hop)
+        self.n_fft, self.n_hop = n_fft, n_hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """``(C, T)`` audio (``T > n_fft // 2``) → spectrum ``(C, N, F, 2)``, ``N = 1 + T // n_hop``."""
+        pad = self.n_fft // 2
+        padded = functional.pad(audio[:, None], (pad, pad), mode="reflect")[:, 0]
+        out: Tensor = _Stft.apply(padded, self.window, self.n_fft, self.n_hop)  # type: ignore[no-untyped-call]
+        return out
+
+
+class GraphISTFT(nn.Module):
+    """Inverse of :class:`GraphSTFT`: inverse DFT, window, overlap-add, divide by Σ window²."""
+
+    window: Tensor
+
+    def __init__(self, n_fft: int, n_hop: int) -> None:
+        super().__init__()
+        _check_geometry(n_fft, n_hop)
+        self.n_fft, self.n_hop = n_fft, n_hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, spec: Tensor, like: Tensor) -> Tensor:
+        """``(B, N, F, 2)`` spectrum → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
+        frames: Tensor = _Irfft.apply(spec, self.n_fft)  # type: ignore[no-untyped-call]
+        out = overlap_add(frames * self.window, self.n_hop)
+        envelope = overlap_add((self.window**2).expand_as(frames[:1]), self.n_hop)
+        start = self.n_fft // 2
+        stop = start + like.shape[-1]
+        return out[:, start:stop] / envelope[:, start:stop]

@@ -1,0 +1,163 @@
+"""The Wiener filter and its EM in real arithmetic, all windows at once, for export.
+
+The same maths as :func:`unmix.filtering.wiener_sources` (sources-first, closed-form stereo
+EM from second-order statistics), but every complex value is a pair of real tensors
+``(re, im)`` and the Wiener windows of ``wiener_win_len`` frames are a leading batch axis
+instead of a Python loop, so the exported graph has no complex type and no loop over a
+dynamic count. The last window is zero-padded: zero frames add nothing to the statistics
+or to the peak used for scaling, so every window's result equals the windowed original.
+
+Shapes: ``W`` windows of ``L`` frames, ``J`` sources, ``C`` channels, ``F`` bins; sums over
+frames keep their axis (size 1) so that every tensor broadcasts as ``(W, J, C|1, L|1, F)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..filtering import WienerSettings
+
+Pair = tuple[Tensor, Tensor]
+
+
+def to_windows(x: Tensor, length: int | None) -> Tensor:
+    """``(..., N, F)`` → ``(W, ..., L, F)``: consecutive windows of ``length`` frames.
+
+    ``length=None`` gives one window of all frames.
+    """
+    if length is None:
+        return x[None]
+    nb_frames = x.shape[-2]
+    zeros = x.new_zeros((*x.shape[:-2], length - 1, x.shape[-1]))
+    padded = torch.cat([x, zeros], dim=-2)
+    padded = padded[..., : (nb_frames + length - 1) // length * length, :]
+    windows = padded.reshape(*x.shape[:-2], -1, length, x.shape[-1])
+    lead = windows.ndim - 3
+    return windows.permute(lead, *range(lead), lead + 1, lead + 2)
+
+
+def from_windows(x: Tensor, nb_frames: Tensor | int) -> Tensor:
+    """Inverse of :func:`to_windows`: ``(W, ..., L, F)`` → ``(..., N, F)``."""
+    lead = x.ndim - 3
+    joined = x.permute(*range(1, lead + 1), 0, lead + 1, lead + 2)
+    joined = joined.reshape(*joined.shape[:-3], -1, joined.shape[-1])
+    return joined[..., :nb_frames, :]
+
+
+def _amplitudes(V: Tensor, mix: Pair, settings: WienerSettings) -> tuple[Tensor, Pair]:
+    """Initial estimates ``a · u``: real amplitudes ``(W, J', C|1, L, F)`` and carrier ``(W, 1, C, L, F)``."""
+    xr, xi = mix
+    eps = settings.eps
+    if settings.softmask:
+        a = V / (eps + V.sum(dim=1, keepdim=True))
+        carrier = (xr, xi)
+        rest = 1.0 - a.sum(dim=1, keepdim=True)
+    else:
+        mag = torch.sqrt(xr * xr + xi * xi)
+        safe = mag.clamp_min(torch.finfo(mag.dtype).tiny)
+        nonzero = mag > 0
+        carrier = (torch.where(nonzero, xr / safe, 1.0), torch.where(nonzero, xi / safe, 0.0))
+        a = V
+        rest = mag - V.sum(dim=1, keepdim=True)
+    if settings.residual:
+        nb_channels = xr.shape[2]
+        shape = (-1, -1, nb_channels, -1, -1)
+        a = torch.cat([a.expand(shape), rest.expand(shape)], dim=1)
+    return a, carrier
+
+
+def _stats(y: Pair) -> tuple[Tensor, Tensor, Pair]:
+    """``|y_0|², |y_1|²`` ``(W, J, L, F)`` and ``Σ_n y_0 y_1*`` ``(W, J, 1, F)``."""
+    yr, yi = y
+    p0 = yr[:, :, 0] ** 2 + yi[:, :, 0] ** 2
+    p1 = yr[:, :, 1] ** 2 + yi[:, :, 1] ** 2
+    cr = yr[:, :, 0] * yr[:, :, 1] + yi[:, :, 0] * yi[:, :, 1]
+    ci = yi[:, :, 0] * yr[:, :, 1] - yr[:, :, 0] * yi[:, :, 1]
+    return p0, p1, (cr.sum(dim=-2, keepdim=True), ci.sum(dim=-2, keepdim=True))
+
+
+def _stats_from_amplitudes(a: Tensor, carrier: Pair, unit: bool) -> tuple[Tensor, Tensor, Pair]:
+    """:func:`_stats` of ``a · carrier`` without forming the product."""
+    ur, ui = carrier
+    a0, a1 = a[:, :, 0], a[:, :, -1]
+    p0, p1 = a0 * a0, a1 * a1
+    if not unit:
+        p0 = p0 * (ur[:, :, 0] ** 2 + ui[:, :, 0] ** 2)
+        p1 = p1 * (ur[:, :, 1] ** 2 + ui[:, :, 1] ** 2)
+    cross_r = ur[:, :, 0] * ur[:, :, 1] + ui[:, :, 0] * ui[:, :, 1]
+    cross_i = ui[:, :, 0] * ur[:, :, 1] - ur[:, :, 0] * ui[:, :, 1]
+    prod = a0 * a1
+    c01 = ((prod * cross_r).sum(dim=-2, keepdim=True), (prod * cross_i).sum(dim=-2, keepdim=True))
+    return p0, p1, c01
+
+
+def _em_step_stereo(
+    p0: Tensor, p1: Tensor, c01: Pair, mix: Pair, scale: Tensor, eps: float
+) -> Pair:
+    """One closed-form stereo EM iteration; ``scale (W, 1, 1, 1)``; returns ``(W, J, 2, L, F)``."""
+    inv_s2 = 1.0 / (scale * scale)
+    v = (0.5 * inv_s2) * (p0 + p1)
+    norm = inv_s2 / (eps + v.sum(dim=-2, keepdim=True))
+    r00 = p0.sum(dim=-2, keepdim=True) * norm
+    r11 = p1.sum(dim=-2, keepdim=True) * norm
+    r01r, r01i = c01[0] * norm, c01[1] * norm
+    s00 = eps**0.5 + (v * r00).sum(dim=1, keepdim=True)
+    s11 = eps**0.5 + (v * r11).sum(dim=1, keepdim=True)
+    s01r = (v * r01r).sum(dim=1, keepdim=True)
+    s01i = (v * r01i).sum(dim=1, keepdim=True)
+    inv_det = (1.0 / scale) / (s00 * s11 - (s01r * s01r + s01i * s01i))
+    xr, xi = mix
+    x0r, x0i, x1r, x1i = xr[:, :, 0], xi[:, :, 0], xr[:, :, 1], xi[:, :, 1]
+    z0r = (s11 * x0r - (s01r * x1r - s01i * x1i)) * inv_det
+    z0i = (s11 * x0i - (s01r * x1i + s01i * x1r)) * inv_det
+    z1r = (s00 * x1r - (s01r * x0r + s01i * x0i)) * inv_det
+    z1i = (s00 * x1i - (s01r * x0i - s01i * x0r)) * inv_det
+    v = v * scale
+    y0r = v * (r00 * z0r + (r01r * z1r - r01i * z1i))
+    y0i = v * (r00 * z0i + (r01r * z1i + r01i * z1r))
+    y1r = v * (r11 * z1r + (r01r * z0r + r01i * z0i))
+    y1i = v * (r11 * z1i + (r01r * z0i - r01i * z0r))
+    return torch.stack([y0r, y1r], dim=2), torch.stack([y0i, y1i], dim=2)
+
+
+def _em_step_mono(y: Pair, mix: Pair, eps: float) -> Pair:
+    """One EM iteration for one channel (scaled units): ``y (W, J, 1, L, F)``."""
+    yr, yi = y
+    v = yr * yr + yi * yi
+    R = v.sum(dim=-2, keepdim=True) / (eps + v.sum(dim=-2, keepdim=True))
+    sigma = eps**0.5 + (v * R).sum(dim=1, keepdim=True)
+    gain = v * R / sigma
+    return gain * mix[0], gain * mix[1]
+
+
+def wiener_windows(V: Tensor, mix: Pair, settings: WienerSettings) -> Pair:
+    """Wiener-filter every window at once.
+
+    Args:
+        V: model magnitudes ``(W, J, C|1, L, F)``.
+        mix: mixture ``(re, im)``, each ``(W, 1, C, L, F)`` with ``C`` 1 or 2.
+        settings: ``niter``, ``softmask``, ``residual``, ``scale_factor``, ``eps``.
+
+    Returns:
+        estimates ``(re, im)``, each ``(W, J [+ 1], C, L, F)``.
+    """
+    a, carrier = _amplitudes(V, mix, settings)
+    if settings.niter == 0:
+        return a * carrier[0], a * carrier[1]
+    xr, xi = mix
+    peak = torch.sqrt(xr * xr + xi * xi).amax(dim=(1, 2, 3, 4), keepdim=True)[:, 0]
+    scale = torch.clamp(peak / settings.scale_factor, min=1.0)  # (W, 1, 1, 1)
+    if xr.shape[2] == 1:
+        s5 = scale[:, None]
+        y: Pair = (a * carrier[0] / s5, a * carrier[1] / s5)
+        scaled = (xr / s5, xi / s5)
+        for _ in range(settings.niter):
+            y = _em_step_mono(y, scaled, settings.eps)
+        return y[0] * s5, y[1] * s5
+    stats = _stats_from_amplitudes(a, carrier, unit=not settings.softmask)
+    for k in range(settings.niter):
+        y = _em_step_stereo(*stats, mix, scale, settings.eps)
+        if k + 1 < settings.niter:
+            stats = _stats(y)
+    return y
