@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .models.contract import SeparationModel
     from .models.umx import UMX, OpenUnmix
     from .models.xumx import XUMX
+    from .realtime.stream import StreamSeparator
     from .separator import Separator
     from .transforms import ISTFT, STFT
 
@@ -52,6 +53,7 @@ _LAZY = {
     "UMX": "models.umx",
     "XUMX": "models.xumx",
     "Separator": "separator",
+    "StreamSeparator": "realtime.stream",
     "ISTFT": "transforms",
     "STFT": "transforms",
 }
@@ -69,6 +71,7 @@ __all__ = [
     "OutputOptions",
     "SeparationModel",
     "Separator",
+    "StreamSeparator",
     "UnmixError",
     "WeightsError",
     "WienerSettings",

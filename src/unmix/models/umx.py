@@ -131,6 +131,29 @@ class OpenUnmix(nn.Module):
         y = y.reshape(nb_frames, nb_samples, nb_channels, self.nb_output_bins)
         return torch.relu(y * self.output_scale + self.output_mean)
 
+    def step(
+        self, x: Tensor, state: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Streaming forward of a unidirectional network: the next frames, with LSTM state.
+
+        Running consecutive chunks of frames through ``step``, each with the state the
+        previous call returned, gives :meth:`forward` of the whole sequence (to rounding).
+
+        Args:
+            x: mixture magnitude of the next frames ``(N, S, C, F)`` (frames first).
+            state: ``(h, c)``, each ``(nb_layers, S, Hd)``, from the previous call; ``None``
+                at the start of a stream (zeros).
+
+        Returns:
+            the target magnitude ``(N, S, C, F)`` and the new ``(h, c)``.
+        """
+        if self.lstm.bidirectional:
+            raise ValueError("step() needs a unidirectional (causal) network")
+        h = self.encode(x)
+        lstm_out, (h_n, c_n) = self.lstm(h, state)
+        mask = self.decode(torch.cat([h, lstm_out], -1), x.shape[2])
+        return mask * x, (h_n, c_n)
+
     def forward(self, x: Tensor) -> Tensor:
         """Estimate the target magnitude.
 
@@ -205,6 +228,26 @@ class UMX(Branches):
             for j, y in enumerate(_run_side_by_side(nets, x, workers)):
                 out[:, j] = y.transpose(-1, -2)
         return out.permute(0, 2, 4, 3, 1)
+
+
+    def step(
+        self, x: Tensor, states: Sequence[tuple[Tensor, Tensor] | None]
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Streaming forward (unidirectional branches): :meth:`OpenUnmix.step` per target.
+
+        Args:
+            x: mixture magnitude of the next frames ``(N, S, C, F)``.
+            states: one LSTM state per target (``None`` at the start of a stream).
+
+        Returns:
+            target magnitudes ``(J, N, S, C, F)`` and the new states, in target order.
+        """
+        outs, new_states = [], []
+        for target, state in zip(self.targets, states, strict=True):
+            y, new = self.branch(target).step(x, state)
+            outs.append(y)
+            new_states.append(new)
+        return torch.stack(outs), new_states
 
 
 def _run_side_by_side(nets: Sequence[nn.Module], x: Tensor, workers: int) -> list[Tensor]:

@@ -1,0 +1,214 @@
+"""``unmix stream``: separate a file block by block, as a real-time application would.
+
+Only arguments and printing live here; the work is :mod:`unmix.realtime` (design and
+numbers: docs/realtime.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from .. import audio as audio_io
+from ..errors import UnmixError
+from ..fileio import atomic_write_text
+from ..realtime import DEFAULT_STREAM_MODEL, CausalWiener, StreamSeparator
+from ..realtime.files import stem_folder, stream_file
+from ..realtime.live import run_live
+from ..realtime.pacing import Pacer, stream_report
+from ..realtime.wiener import MAX_CAUSAL_NITER
+
+EPILOG = """\
+modes:
+  causal (default): a unidirectional model (umx-rt-preview) runs frame by frame; latency
+    n_fft - 1 samples (46 ms for umx-rt-preview), plus your audio device's buffer.
+  --lookahead SEC: any model (umxhq, umxl, ...) separates windows of past context + a chunk
+    + SEC of lookahead; latency = chunk + lookahead.
+
+output:
+  OUT/<input name>/<target>.<ext>, shifted back by the latency so that the stems line up
+  with the input, at the input's rate. Existing outputs are kept unless --force.
+
+examples:
+  unmix stream song.wav --report timing.json
+  unmix stream song.wav --realtime --block 512
+  unmix stream song.wav --model umxhq --lookahead 1.0
+  unmix stream --input-device default --output-device default --play vocals   (needs unmix[live])
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "stream",
+        help="real-time separation: a file (or a sound card) block by block",
+        description="Separate block by block with bounded latency (docs/realtime.md).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", nargs="?", type=Path, metavar="IN", help="audio file")
+    m = p.add_argument_group("model")
+    m.add_argument(
+        "-n",
+        "--model",
+        default=DEFAULT_STREAM_MODEL,
+        help=f"registry name or model folder (default: {DEFAULT_STREAM_MODEL})",
+    )
+    m.add_argument(
+        "--targets",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="targets to separate (default: all of the model's)",
+    )
+    m.add_argument("--residual", action="store_true", help="also output 'residual'")
+    m.add_argument(
+        "--niter",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"causal Wiener EM iterations, 0..{MAX_CAUSAL_NITER} (default: 1)",
+    )
+    m.add_argument("--softmask", action="store_true", help="start the Wiener filter from masks")
+    m.add_argument(
+        "--wiener-memory",
+        type=float,
+        default=4.0,
+        metavar="SEC",
+        help="time constant of the causal Wiener covariances (default: 4)",
+    )
+    s = p.add_argument_group("streaming")
+    s.add_argument(
+        "--block",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples per block at the model rate (default: the model's hop)",
+    )
+    s.add_argument(
+        "--lookahead",
+        type=float,
+        default=None,
+        metavar="SEC",
+        help="lookahead mode (any model): seconds of future audio per window",
+    )
+    s.add_argument(
+        "--chunk",
+        type=float,
+        default=0.5,
+        metavar="SEC",
+        help="lookahead mode: seconds separated per window (default: 0.5)",
+    )
+    s.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace the input at the audio rate and count overruns",
+    )
+    s.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="write latency, block timing (p50/p99/max) and overruns as JSON",
+    )
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="CPU threads for the model (default: 1, as in an audio callback)",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "-o",
+        "--out-dir",
+        type=Path,
+        default=Path("separated"),
+        metavar="DIR",
+        help="output folder (default: ./separated)",
+    )
+    o.add_argument(
+        "--format",
+        default="wav",
+        choices=audio_io.OUTPUT_FORMATS,
+        help="output format (default: wav)",
+    )
+    o.add_argument("--bits", default=None, help="bit depth / sample format of the format")
+    o.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    live = p.add_argument_group("live audio (optional extra: pip install 'unmix[live]')")
+    live.add_argument(
+        "--input-device",
+        default=None,
+        metavar="DEV",
+        help="record from this sound-card input instead of a file",
+    )
+    live.add_argument(
+        "--output-device",
+        default=None,
+        metavar="DEV",
+        help="play one target on this output (with --input-device)",
+    )
+    live.add_argument("--play", default=None, metavar="TARGET",
+                      help="the target to play (default: the first)")  # fmt: skip
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise UnmixError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    live = args.input_device is not None or args.output_device is not None
+    if live == (args.input is not None):
+        raise UnmixError("give either an input file IN or --input-device (live audio)")
+    if args.input is not None and not args.input.is_file():
+        raise UnmixError(f"{args.input} is not a file")
+    channels = None if live else audio_io.info(args.input).nb_channels
+    wiener = CausalWiener(args.niter, args.softmask, args.residual, args.wiener_memory)
+    stream = StreamSeparator(
+        args.model, lookahead=args.lookahead, chunk=args.chunk, nb_channels=channels,
+        wiener=wiener, targets=args.targets,
+    )  # fmt: skip
+    block = args.block or stream.separator.config.n_hop
+    if not 1 <= block <= 10 * stream.sample_rate:
+        raise UnmixError(f"--block must be 1..{10 * stream.sample_rate} samples, got {block}")
+    pacer = Pacer(block / stream.sample_rate, realtime=args.realtime and not live)
+    info = {"model": str(args.model), "lookahead_s": args.lookahead, "threads": args.threads}
+    if live:
+        run_live(stream, block, pacer, args.input_device, args.output_device, args.play)
+    else:
+        _run_file(args, stream, block, pacer)
+    report = stream_report(pacer, stream.latency, block, stream.sample_rate, info)
+    if not args.quiet:
+        print(
+            f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms); "
+            f"{report['blocks']} blocks of {block} samples ({report['block_ms']:.1f} ms): "
+            f"p50 {report['p50_ms']:.2f} ms, p99 {report['p99_ms']:.2f} ms"
+            + (f", {report['overruns']} overruns" if report["overruns"] is not None else "")
+        )
+    if args.report is not None:
+        atomic_write_text(args.report, json.dumps(_finite(report), indent=2) + "\n")
+    return 0
+
+
+def _run_file(args: argparse.Namespace, stream: StreamSeparator, block: int, pacer: Pacer) -> None:
+    fmt = audio_io.get_format(args.format)
+    folder = stem_folder(args.input, args.out_dir)
+    destination = folder.with_name(folder.name + fmt.suffix) if fmt.one_file else folder
+    existing = [p for p in fmt.files(destination, stream.output_names) if p.exists()]
+    if existing and not args.force:
+        raise UnmixError(f"{existing[0]} exists; add --force to overwrite it")
+    result = stream_file(stream, args.input, destination, args.format, args.bits, block, pacer)
+    for warning in result.warnings:
+        print(f"unmix: {warning}")
+    if not args.quiet:
+        print(f"wrote {len(result.outputs)} files for {result.seconds:.1f} s: {destination}")
+
+
+def _finite(report: dict[str, object]) -> dict[str, object]:
+    """JSON has no NaN/inf: such values become null."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in report.items()
+    }

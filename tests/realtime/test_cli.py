@@ -1,0 +1,140 @@
+"""``unmix stream``: file in, stems out, block by block; report; refusals in one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unmix import audio as audio_io
+from unmix.cli import main
+from unmix.hub.loading import save_model
+from unmix.realtime import StreamSeparator
+
+from .common import music_like, run_stream, tiny_separator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    separator = tiny_separator("16k-mono")
+    folder = tmp_path_factory.mktemp("rt") / "tiny-rt"
+    save_model(folder, separator.config, separator.model)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    audio = music_like(2, 9000, seed=3)
+    path = tmp_path_factory.mktemp("in") / "song.wav"
+    audio_io.write(path, audio, 16000)
+    return path, audio
+
+
+def test_stream_writes_aligned_stems_and_a_report(
+    tiny_folder: Path,
+    song: tuple[Path, np.ndarray],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, audio = song
+    report = tmp_path / "timing.json"
+    code = main(["stream", str(path), "--model", str(tiny_folder), "-o", str(tmp_path),
+                 "--block", "300", "--report", str(report)])  # fmt: skip
+    assert code == 0
+    stats = json.loads(report.read_text())
+    assert stats["latency_samples"] == 511 and stats["block_samples"] == 300
+    assert stats["blocks"] == 30 and stats["overruns"] is None
+    assert 0 < stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+    # the files equal the API's stream output shifted back by the latency
+    stream = StreamSeparator(tiny_folder, nb_channels=2)
+    expected = run_stream(stream, audio, [9000])[..., stream.latency :]
+    for k, name in enumerate(("vocals", "drums")):
+        written, rate = audio_io.read(tmp_path / "song" / f"{name}.wav")
+        assert rate == 16000 and written.shape == audio.shape
+        assert np.abs(written - expected[k]).max() <= 1e-5
+    assert "latency 511 samples (31.9 ms)" in capsys.readouterr().out
+    # an existing output is kept unless --force
+    assert main(["stream", str(path), "--model", str(tiny_folder), "-o", str(tmp_path)]) == 1
+    assert "exists; add --force" in capsys.readouterr().err
+
+
+def test_realtime_counts_overruns(
+    tiny_folder: Path, song: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    report = tmp_path / "r.json"
+    code = main(["stream", str(song[0]), "--model", str(tiny_folder), "-o", str(tmp_path),
+                 "--realtime", "--block", "2048", "--report", str(report), "-q"])  # fmt: skip
+    assert code == 0
+    stats = json.loads(report.read_text())
+    assert stats["realtime"] is True and isinstance(stats["overruns"], int)
+
+
+def test_bidirectional_model_without_lookahead_is_one_line(
+    tmp_path: Path, song: tuple[Path, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    separator = tiny_separator("16k-mono", unidirectional=False)
+    folder = save_model(tmp_path / "bi", separator.config, separator.model)
+    assert main(["stream", str(song[0]), "--model", str(folder), "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--lookahead" in err
+    assert not (tmp_path / "song").exists()
+    code = main(["stream", str(song[0]), "--model", str(folder), "-o", str(tmp_path),
+                 "--lookahead", "0.1", "--chunk", "0.1", "-q"])  # fmt: skip
+    assert code == 0 and (tmp_path / "song" / "vocals.wav").exists()
+
+
+def test_live_audio_without_the_extra_says_so_in_one_line(
+    tiny_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as if not installed
+    code = main(["stream", "--model", str(tiny_folder), "--input-device", "default"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "pip install 'unmix[live]'" in err
+
+
+def test_live_audio_with_a_sound_card(tiny_folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:  # fmt: skip
+    """A fake sounddevice: its stream calls back with five blocks, then Ctrl-C."""
+    played: list[np.ndarray] = []
+
+    class FakeStream:
+        def __init__(self, callback: object, channels: int, **kw: object) -> None:
+            self.callback, self.channels = callback, channels
+
+        def __enter__(self) -> FakeStream:
+            for k in range(5):
+                out = np.zeros((128, self.channels), np.float32)
+                self.callback(music_like(self.channels, 128, seed=k).T, out, 128, None, k == 2)
+                played.append(out.copy())
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    class FakeSD:
+        PortAudioError = OSError
+        Stream = FakeStream
+        InputStream = FakeStream
+
+        @staticmethod
+        def query_devices() -> list[str]:
+            return ["card"]
+
+        @staticmethod
+        def sleep(ms: int) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSD)
+    report = tmp_path / "live.json"
+    code = main(["stream", "--model", str(tiny_folder), "--input-device", "0",
+                 "--output-device", "1", "--play", "drums", "--report", str(report)])  # fmt: skip
+    assert code == 0
+    stats = json.loads(report.read_text())
+    assert stats["blocks"] == 5 and stats["overruns"] == 1  # the status flag of block 3
+    # silence until the latency (511 samples) has passed, then the separated drums
+    assert np.abs(played[0]).max() == 0 and np.abs(played[-1]).max() > 0
