@@ -27,8 +27,9 @@ class _NpySink:
     """A made-up format: every stream of the file saved as one ``.npy`` array on close."""
 
     def __init__(
-        self, path: Path, names: tuple[str, ...], rate: int, nb_channels: int, subtype: str
-    ) -> None:
+        self, path: Path, names: tuple[str, ...], rate: int, nb_channels: int, subtype: str,
+        options: object = None,
+    ) -> None:  # fmt: skip
         self.path, self.parts = path, [[] for _ in names]
 
     def write(self, blocks: Sequence[np.ndarray]) -> None:
@@ -71,13 +72,11 @@ def test_table_gives_cli_choices_and_bits_rules():
         audio_io.get_format("ogg")
 
 
-def test_aac_and_mp3_rates_are_checked_before_anything_is_created(tmp_path):
+def test_aac_rates_are_checked_before_anything_is_created(tmp_path):
     with pytest.raises(
         AudioError, match="cannot write stems at 192000 Hz: AAC stores at most 96000"
     ):
         audio_io.StemWriter(tmp_path / "x" / "s.stem.mp4", ("a",), "stems", 192000, 2)
-    with pytest.raises(AudioError, match="cannot write mp3 at 88200 Hz: MP3 stores at most 48000"):
-        audio_io.StemWriter(tmp_path / "x", ("a",), "mp3", 88200, 2)
     assert not (tmp_path / "x").exists()
 
 

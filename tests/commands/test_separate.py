@@ -33,7 +33,7 @@ def model_dir(tmp_path_factory) -> Path:
     for k, target in enumerate(config.targets):
         models[target] = OpenUnmix.from_config(config)
         randomize(models[target], 40 + k)
-    return save_model(tmp_path_factory.mktemp("tiny") / "model", config, UMX(models))
+    return save_model(tmp_path_factory.mktemp("tiny") / "tiny", config, UMX(models))  # OUT/tiny/
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +98,10 @@ def test_folder_of_formats_rates_and_channels(capsys, tmp_path, model_dir, input
         "sub/f.stem.mp4": "sub/f",
     }
     assert len(out.strip().splitlines()) == len(expected)
+    out_dir = out_dir / "tiny"  # OUT/<model>/<track>/<stem>.wav
     for source, folder in expected.items():
         mix, rate = audio_io.read(inputs / source)  # the mixture stream for .stem.mp4
-        names = sorted(p.name for p in (out_dir / folder).iterdir())
+        names = sorted(p.name for p in (out_dir / folder).iterdir() if p.suffix == ".wav")
         assert names == sorted(f"{t}.wav" for t in (*TARGETS, "residual")), source
         total = np.zeros_like(mix)
         for target in (*TARGETS, "residual"):
@@ -124,13 +125,13 @@ def test_formats_part_of_a_file_and_segments(capsys, tmp_path, model_dir, inputs
         )
         assert code == 0, err
         for target in TARGETS:
-            data, rate = audio_io.read(tmp_path / fmt / "a48k" / f"{target}{ext}")
+            data, rate = audio_io.read(tmp_path / fmt / "tiny" / "a48k" / f"{target}{ext}")
             assert rate == 48000 and data.shape == (2, 108000)
     code, _, err = run_cli(
         capsys, str(source), "--out-dir", str(tmp_path / "st"), "--format", "stems", *common
     )
     assert code == 0, err
-    stem_file = tmp_path / "st" / "a48k.stem.mp4"
+    stem_file = tmp_path / "st" / "tiny" / "a48k.stem.mp4"
     assert audio_io.info(stem_file).nb_streams == 5
     with av.open(str(stem_file)) as container:
         titles = [
@@ -145,11 +146,14 @@ def test_formats_part_of_a_file_and_segments(capsys, tmp_path, model_dir, inputs
 def test_existing_outputs_are_skipped_unless_forced(capsys, tmp_path, model_dir, inputs):
     args = [str(inputs / "b_mono.flac"), "--model", str(model_dir), "--out-dir", str(tmp_path)]
     assert run_cli(capsys, *args, "-q")[0] == 0
-    vocals = tmp_path / "b_mono" / "vocals.wav"
+    vocals = tmp_path / "tiny" / "b_mono" / "vocals.wav"
     os.utime(vocals, (1, 1))
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and out == ""
-    assert re.search(r"skipping .*b_mono\.flac: .*vocals\.wav exists \(use --force", err)
+    assert re.search(
+        r"skipping .*b_mono\.flac: .*vocals\.wav exists, made with the same settings \(use --force",
+        err,
+    )
     assert vocals.stat().st_mtime == 1
     assert run_cli(capsys, *args, "--force", "-q")[0] == 0
     assert vocals.stat().st_mtime > 1  # rewritten
@@ -215,8 +219,8 @@ def test_one_bad_file_does_not_stop_the_batch(capsys, tmp_path, model_dir, input
     )
     assert code == 1
     assert "broken.flac" in err and "1 of 2 inputs failed" in err
-    assert (tmp_path / "o" / "b_mono" / "vocals.wav").is_file()
-    assert not (tmp_path / "o" / "broken").exists()
+    assert (tmp_path / "o" / "tiny" / "b_mono" / "vocals.wav").is_file()
+    assert not (tmp_path / "o" / "tiny" / "broken").exists()
 
 
 def test_help_explains_every_option():
@@ -226,12 +230,14 @@ def test_help_explains_every_option():
     for option in [
         "--model", "--targets", "--residual", "--out-dir", "--format", "--niter", "--softmask",
         "--wiener-win-len", "--device", "--start", "--duration", "--jobs", "--force", "--quiet",
-        "--segment", "--overlap", "--bits",
+        "--segment", "--overlap", "--bits", "-n", "-o", "-d", "-j", "--two-stems",
+        "--filename", "--threads", "--mp3-bitrate", "--mp3-preset", "--int24", "--float32",
+        "--verbose",
     ]:  # fmt: skip
         assert option in text
     for action in sub._actions:
         assert action.help, action.dest
-    assert "OUT/<input name>/<target>.<ext>" in text
+    assert "OUT/<model>/<track>/<stem>.<ext>" in text
 
 
 def test_python_api_on_files_and_arrays(model_dir, inputs, excerpt):
@@ -257,8 +263,9 @@ def test_two_stem_karaoke_mode(capsys, tmp_path, model_dir, inputs):
     )
     assert code == 0, err
     assert re.search(r"residual -?\d+\.\d dB re mixture", out)
-    assert sorted(p.name for p in (tmp_path / "a48k").iterdir()) == ["residual.wav", "vocals.wav"]
-    vocals, _ = sf.read(tmp_path / "a48k" / "vocals.wav", dtype="float32")
-    rest, _ = sf.read(tmp_path / "a48k" / "residual.wav", dtype="float32")
+    folder = tmp_path / "tiny" / "a48k"
+    assert sorted(p.name for p in folder.glob("*.wav")) == ["residual.wav", "vocals.wav"]
+    vocals, _ = sf.read(folder / "vocals.wav", dtype="float32")
+    rest, _ = sf.read(folder / "residual.wav", dtype="float32")
     mix, _ = audio_io.read(inputs / "a48k.wav")
     np.testing.assert_allclose((vocals + rest).T, mix, atol=1e-5)

@@ -22,7 +22,7 @@ import torch
 from unmix.audio import encode
 from unmix.cli import main
 from unmix.config import ModelConfig
-from unmix.engine import OutputOptions, segments, separate_files
+from unmix.engine import OutputOptions, record, segments, separate_files
 from unmix.hub.loading import load_separator, save_model
 from unmix.models.umx import UMX, OpenUnmix
 
@@ -43,7 +43,7 @@ def _model(folder: Path, config: ModelConfig) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    return _model(tmp_path_factory.mktemp("tiny"), TINY)
+    return _model(tmp_path_factory.mktemp("tiny") / "tiny", TINY)  # outputs: OUT/tiny/...
 
 
 def _wav(path: Path, seconds: float = 0.5, rate: int = 44100, peak: float = 0.3) -> Path:
@@ -65,7 +65,12 @@ def errors(err: str) -> list[str]:
 
 
 def files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """Output files under ``folder`` (the settings records left out)."""
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != record.RECORD_NAME
+    )
 
 
 def test_stdin_dash_is_read_once_and_named_stdin(tmp_path, tiny_model, capsys, monkeypatch):
@@ -74,9 +79,9 @@ def test_stdin_dash_is_read_once_and_named_stdin(tmp_path, tiny_model, capsys, m
     out = tmp_path / "out"
     code, _, err = cli(capsys, "-", "--model", str(tiny_model), "--out-dir", str(out))
     assert code == 0, err
-    assert files(out) == ["stdin/other.wav", "stdin/vocals.wav"]
+    assert files(out) == ["tiny/stdin/other.wav", "tiny/stdin/vocals.wav"]
     mix = sf.read(tmp_path / "x.wav")[0]
-    assert sf.read(out / "stdin" / "vocals.wav")[0].shape == mix.shape
+    assert sf.read(out / "tiny" / "stdin" / "vocals.wav")[0].shape == mix.shape
 
 
 def test_fifo_input_does_not_hang(tmp_path, tiny_model, capsys):
@@ -89,7 +94,7 @@ def test_fifo_input_does_not_hang(tmp_path, tiny_model, capsys):
     code, _, err = cli(capsys, str(fifo), "--model", str(tiny_model), "--out-dir", str(out))
     feeder.join(timeout=30)
     assert code == 0, err
-    assert files(out) == ["live/other.wav", "live/vocals.wav"]
+    assert files(out) == ["tiny/live/other.wav", "tiny/live/vocals.wav"]
 
 
 def test_pipe_as_dev_stdin(tmp_path, tiny_model):
@@ -101,7 +106,7 @@ def test_pipe_as_dev_stdin(tmp_path, tiny_model):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
-    assert files(out) == ["stdin/other.wav", "stdin/vocals.wav"]
+    assert files(out) == ["tiny/stdin/other.wav", "tiny/stdin/vocals.wav"]
 
 
 def test_huge_finite_samples_are_refused_not_turned_into_nan(tmp_path, tiny_model, capsys):
@@ -166,19 +171,19 @@ def test_long_names_are_reported_and_the_batch_goes_on(tmp_path, tiny_model, cap
     assert code == 1
     assert len(errors(err)) == 2 and "260 bytes, more than the 255" in errors(err)[0]
     assert "1 of 2 inputs failed" in errors(err)[1]
-    assert files(out) == ["b" * 241 + ".stem.mp4"]
+    assert files(out) == ["tiny/" + "b" * 241 + ".stem.mp4"]
 
 
 def test_force_never_overwrites_the_input(tmp_path, tiny_model, capsys):
     out = tmp_path / "out"
-    (out / "vocals").mkdir(parents=True)
-    inp = _wav(out / "vocals" / "vocals.wav")  # an earlier output, given as input
+    (out / "tiny" / "vocals").mkdir(parents=True)
+    inp = _wav(out / "tiny" / "vocals" / "vocals.wav")  # an earlier output, given as input
     before = inp.read_bytes()
     code, _, err = cli(
         capsys, str(inp), "--model", str(tiny_model), "--out-dir", str(out), "--force"
     )
     assert code == 1 and "would replace the input itself" in err
-    assert inp.read_bytes() == before and files(out) == ["vocals/vocals.wav"]
+    assert inp.read_bytes() == before and files(out) == ["tiny/vocals/vocals.wav"]
 
 
 def test_input_folder_inside_out_dir_says_why_nothing_is_found(tmp_path, tiny_model, capsys):
@@ -229,7 +234,8 @@ def test_separate_files_is_the_batch_api(tmp_path, tiny_model):
     result = separate_files(sep, [tmp_path / "in", tmp_path / "missing.wav"], options)
     assert result.failed == 1 and result.nb_inputs == 3 and len(result.reports) == 2
     assert files(tmp_path / "out") == [
-        "a/other.flac", "a/vocals.flac", "sub/b/other.flac", "sub/b/vocals.flac",
+        "model/a/other.flac", "model/a/vocals.flac", "model/sub/b/other.flac",
+        "model/sub/b/vocals.flac",
     ]  # fmt: skip
     again = separate_files(sep, [tmp_path / "in"], options)
     assert len(again.skipped) == 2 and not again.reports
@@ -286,4 +292,4 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path, slow_input):
         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert files(out) == ["hour/other.wav", "hour/vocals.wav"]
+    assert files(out) == ["model/hour/other.wav", "model/hour/vocals.wav"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from ..errors import AudioError, UnmixError
 from ..fileio import atomic_path, publish, remove_stale_temporaries, temporary_file
 from .decode import reason
 from .formats import format_of_path, get_format
-from .sinks import Sink
+from .resample import StreamResampler, resample
+from .sinks import EncodeOptions, Sink
 
 #: free space below which a failed write is reported as a full disk (bytes)
 FULL_DISK_BYTES = 16 * 2**20
@@ -87,15 +89,21 @@ class StemWriter:
 
     Clipping policy: float WAV keeps every value; integer (16/24-bit WAV, FLAC) and lossy
     (MP3, AAC) outputs clip at full scale and :meth:`commit` returns one warning per clipped
-    output with the count and the peak level.
+    output with the count and the peak level. A format that stores only some rates and
+    takes the nearest one (MP3: 8-48 kHz) gets the stems resampled, with a note.
 
     Args:
         destination: folder for one-file-per-stem formats, the file path otherwise.
-        names: output names (``vocals``, ``drums``, ...), in stream order.
+        names: output names (``vocals``, ``drums``, ...), in the order :meth:`write` gets
+            them.
         fmt: a key of :data:`unmix.audio.formats.FORMATS`.
         sample_rate: Hz (checked against the codec's rates before anything is created).
         nb_channels: 1 or 2.
         bits: ``--bits`` choice (Default: the format's first).
+        files: output file → the names it holds (``mixture`` or any of ``names``), instead
+            of the format's layout under ``destination``; may leave names out (those are
+            not written).
+        options: encoder settings (MP3 bit rate and preset).
     """
 
     def __init__(
@@ -106,18 +114,31 @@ class StemWriter:
         sample_rate: int,
         nb_channels: int,
         bits: str | None = None,
+        *,
+        files: Mapping[Path, tuple[str, ...]] | None = None,
+        options: EncodeOptions | None = None,
     ) -> None:
         self.format = get_format(fmt)
         self.fmt, self.names, self.rate, self.nb_channels = fmt, names, sample_rate, nb_channels
         self.subtype = self.format.sample_format(bits)
-        self.format.check_rate(sample_rate)
+        self.file_rate = self.format.output_rate(sample_rate)
+        self.options = options or EncodeOptions()
         self.clip = self.format.clips(self.subtype)
-        self.files = self.format.files(Path(destination), names)
+        self.files = (
+            dict(files) if files is not None else self.format.files(Path(destination), names)
+        )
+        self._streams = [n for streams in self.files.values() for n in streams]
+        unknown = sorted(set(self._streams) - {"mixture", *names})
+        if unknown or not self.files:
+            raise ValueError(f"files must hold some of {names}, got unknown {unknown}")
         self.levels = [
-            _Level(n if self.format.one_file else f"{n}{self.format.suffix}")
-            for streams in self.files.values()
-            for n in streams
+            _Level(n if self.format.one_file else f"{n}{self.format.suffix}") for n in self._streams
         ]
+        self._resampler = (
+            StreamResampler(sample_rate, self.file_rate, len(self._streams) * nb_channels)
+            if self.file_rate != sample_rate
+            else None
+        )
         self._temps: dict[Path, Path] = {}
         self._created: list[Path] = []
         self._sinks: list[tuple[Sink, int]] = []  # sink, number of streams
@@ -141,7 +162,9 @@ class StemWriter:
             except OSError as exc:
                 raise write_failure(final.parent, exc) from exc
             self._temps[final] = tmp
-            sink = self.format.opener(tmp, streams, self.rate, self.nb_channels, self.subtype)
+            sink = self.format.opener(
+                tmp, streams, self.file_rate, self.nb_channels, self.subtype, self.options
+            )
             self._sinks.append((sink, len(streams)))
 
     def _make_folder(self, folder: Path) -> None:
@@ -159,7 +182,18 @@ class StemWriter:
 
         ``mix`` is only stored by one-file formats (as their first stream).
         """
-        blocks = [mix, *stems] if self.format.one_file else list(stems)
+        by_name = {"mixture": mix, **dict(zip(self.names, stems, strict=True))}
+        blocks = [by_name[n] for n in self._streams]
+        if self._resampler is not None:
+            blocks = self._resample(np.concatenate(blocks), last=False)
+        self._write(blocks)
+
+    def _resample(self, flat: np.ndarray, last: bool) -> list[np.ndarray]:
+        assert self._resampler is not None
+        out = self._resampler.flush() if last else self._resampler.process(flat)
+        return list(out.reshape(len(self._streams), self.nb_channels, -1))
+
+    def _write(self, blocks: list[np.ndarray]) -> None:
         blocks = [lvl.limit(b, self.clip) for lvl, b in zip(self.levels, blocks, strict=True)]
         position = 0
         try:
@@ -170,7 +204,10 @@ class StemWriter:
             raise write_failure(next(iter(self.files)).parent, exc) from exc
 
     def commit(self) -> list[str]:
-        """Finish every file and move it to its final name; returns clipping warnings."""
+        """Finish every file and move it to its final name; returns clipping warnings (and a
+        note when the stems were resampled for the format)."""
+        if self._resampler is not None:
+            self._write(self._resample(np.zeros((0, 0), np.float32), last=True))
         try:
             for sink, _ in self._sinks:
                 sink.close()
@@ -180,7 +217,14 @@ class StemWriter:
             self.abort()
             raise write_failure(next(iter(self.files)).parent, exc) from exc
         self._temps.clear()
-        return [w for w in (lvl.warning() for lvl in self.levels) if w]
+        notes = [w for w in (lvl.warning() for lvl in self.levels) if w]
+        if self.file_rate != self.rate:
+            notes.append(
+                f"{self.format.codec} stores {min(self.format.rates or ())}-"
+                f"{max(self.format.rates or ())} Hz: the stems were resampled from {self.rate} "
+                f"to {self.file_rate} Hz; use --format wav or flac to keep {self.rate} Hz"
+            )
+        return notes
 
     def abort(self) -> None:
         """Drop the temporary files (and the folders this writer created, if left empty)."""
@@ -208,7 +252,8 @@ def write(path: str | Path, audio: np.ndarray, sample_rate: int, bits: str | Non
     """Write ``(nb_channels, nb_timesteps)`` audio atomically; format from the ending.
 
     Any one-file-per-stem format of :data:`unmix.audio.formats.FORMATS` (wav, flac, mp3);
-    ``bits`` as ``--bits``. Integer formats clip at full scale.
+    ``bits`` as ``--bits``. Integer formats clip at full scale; MP3 takes the nearest MPEG
+    rate (8-48 kHz).
 
     Raises:
         AudioError: unknown ending or a write failure (no partial file is left).
@@ -216,10 +261,12 @@ def write(path: str | Path, audio: np.ndarray, sample_rate: int, bits: str | Non
     path = Path(path)
     fmt = format_of_path(path)
     subtype = fmt.sample_format(bits)
-    fmt.check_rate(sample_rate)
+    rate = fmt.output_rate(sample_rate)
+    if rate != sample_rate:
+        audio = resample(audio, sample_rate, rate)
     try:
         with atomic_path(path) as tmp:
-            sink = fmt.opener(tmp, (path.stem,), sample_rate, audio.shape[0], subtype)
+            sink = fmt.opener(tmp, (path.stem,), rate, audio.shape[0], subtype, EncodeOptions())
             try:
                 sink.write([audio])
             finally:

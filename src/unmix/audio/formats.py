@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AudioError
-from .sinks import Mp4Sink, SinkOpener, flac_sink, mp3_sink, wav_sink
+from .sinks import SinkOpener, flac_sink, mp3_sink, stems_sink, wav_sink
 
 #: the sample rates MPEG audio (MP3) and AAC define (Hz)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -34,6 +34,8 @@ class OutputFormat:
             default; empty when the codec has no choice (then ``subtype`` is passed).
         subtype: sample format for formats without ``bits``.
         rates: sample rates the codec accepts (``None``: any in the global bounds).
+        nearest_rate: write other rates at the nearest one of ``rates`` (resampled, with a
+            note) instead of refusing them.
         unclipped: sample formats that keep values beyond full scale (float); every
             other one is clipped at full scale, with a warning.
         one_file: one file per input holding the mixture and then every stem as streams
@@ -48,6 +50,7 @@ class OutputFormat:
     bits: Mapping[str, str] = field(default_factory=dict)
     subtype: str = ""
     rates: tuple[int, ...] | None = None
+    nearest_rate: bool = False
     unclipped: tuple[str, ...] = ("FLOAT",)
     one_file: bool = False
     help: str = ""
@@ -75,14 +78,31 @@ class OutputFormat:
         """``stems (AAC)`` or ``mp3``: how error messages name the format."""
         return self.name if self.codec.lower() == self.name else f"{self.name} ({self.codec})"
 
+    def output_rate(self, rate: int) -> int:
+        """The rate a file of this format gets for stems at ``rate`` (Hz); checks it."""
+        self.check_rate(rate)
+        if self.rates is None or rate in self.rates:
+            return rate
+        return min(self.rates, key=lambda r: (abs(r - rate), -r))
+
     def check_rate(self, rate: int) -> None:
         """One-line error if the codec cannot store ``rate`` (before anything is separated)."""
-        if self.rates is not None and rate not in self.rates:
+        if self.rates is not None and rate not in self.rates and not self.nearest_rate:
             raise AudioError(
                 f"cannot write {self.name} at {rate} Hz: {self.codec} stores at most "
                 f"{max(self.rates)} Hz and only the rates {', '.join(map(str, self.rates))}; "
                 "use --format wav or flac, which keep any rate"
             )
+
+    @property
+    def default_filename(self) -> str:
+        """The default ``--filename`` template (see :mod:`unmix.engine.naming`)."""
+        return "{model}/{track}.{ext}" if self.one_file else "{model}/{track}/{stem}.{ext}"
+
+    @property
+    def ext(self) -> str:
+        """The ``{ext}`` of file name templates: the ending without its first dot."""
+        return self.suffix[1:]
 
     def output_path(self, out_dir: Path, name: str) -> Path:
         """Where the stems of an input called ``name`` go: a folder, or the one file."""
@@ -110,10 +130,10 @@ FORMATS: dict[str, OutputFormat] = {
         ),
         OutputFormat(
             "mp3", ".mp3", "MP3", mp3_sink, subtype="MPEG_LAYER_III", rates=MP3_RATES,
-            help="mp3 (320 kbit/s)",
+            nearest_rate=True, help="mp3 (LAME, --mp3-bitrate, default 320 kbit/s)",
         ),
         OutputFormat(
-            "stems", ".stem.mp4", "AAC", Mp4Sink, subtype="AAC", rates=AAC_RATES, one_file=True,
+            "stems", ".stem.mp4", "AAC", stems_sink, subtype="AAC", rates=AAC_RATES, one_file=True,
             help="stems: one .stem.mp4 per input",
         ),
     )

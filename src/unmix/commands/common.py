@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..device import DEVICE_HELP, parse_device
+from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_separator
 from ..separator import Separator
@@ -37,13 +40,23 @@ def add_wiener_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def device_argument(text: str) -> str:
+    """``argparse`` type of ``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``."""
+    try:
+        return parse_device(text)
+    except UnmixError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_device_option(group: argparse._ArgumentGroup) -> None:
-    """``--device auto|cpu|cuda|mps``."""
+    """``-d/--device auto|cpu|cuda|cuda:N|mps``."""
     group.add_argument(
+        "-d",
         "--device",
         default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
-        help="where the model runs (default: auto = CUDA, else MPS, else CPU)",
+        type=device_argument,
+        metavar="DEVICE",
+        help=f"where the model runs: {DEVICE_HELP} (default: auto = CUDA, else MPS, else CPU)",
     )
 
 
@@ -62,3 +75,12 @@ def separator_from_args(args: argparse.Namespace) -> Separator:
     return load_separator(
         args.model, targets=args.targets, wiener=wiener_from_args(args), device=args.device
     )
+
+
+def model_label(model: str) -> str:
+    """The ``{model}`` of output paths: a registry name as is, a model folder's or file's
+    name (``models/my-umx/`` → ``my-umx``, ``net.onnx`` → ``net``)."""
+    path = Path(model)
+    if path.exists() or len(path.parts) > 1:
+        return (path.stem if path.suffix and not path.is_dir() else path.name) or "model"
+    return model

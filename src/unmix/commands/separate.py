@@ -1,4 +1,4 @@
-"""``unmix separate``: files and folders in, stems out (``OUT/<input name>/<target>.<ext>``).
+"""``unmix separate``: files and folders in, stems out (``OUT/<model>/<track>/<stem>.<ext>``).
 
 Only arguments and printing live here; the batch (inputs, output paths, skipping, one
 failure at a time) is :func:`unmix.engine.separate_files`.
@@ -7,6 +7,7 @@ failure at a time) is :func:`unmix.engine.separate_files`.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 from tqdm import tqdm
 
 from .. import audio as audio_io
+from ..audio.sinks import MP3_BITRATES, MP3_PRESETS, EncodeOptions
+from ..catalog.cli import add_engine_options, run_catalog
 from ..engine import (
     OVERLAP_SECONDS,
     SEGMENT_SECONDS,
@@ -31,17 +34,26 @@ from ..engine import (
 from ..errors import UnmixError
 from ..hub.registry import DEFAULT_MODEL
 from ..text import printable
-from .common import add_device_option, add_wiener_options, separator_from_args
+from .common import add_device_option, add_wiener_options, model_label, separator_from_args
+
+log = logging.getLogger(__name__)
 
 EPILOG = """\
 output layout:
-  OUT/<input name>/<target>.<ext>   one file per target (wav, flac, mp3)
-  OUT/<input name>.stem.mp4         --format stems: mixture, then every target (AAC)
-  Files found by walking a folder keep their sub-folders under OUT. Stems keep the input's
-  sample rate, channel count (mono in, mono out) and length; inputs with more than two
-  channels are refused. Existing outputs are skipped unless --force is given; an input
-  is never overwritten by its own stems. INPUT - (standard input), a pipe or a FIFO is
-  read once into a temporary file beside the outputs; its stems go to OUT/stdin/ for -.
+  OUT/<model>/<track>/<stem>.<ext>  one file per stem (wav, flac, mp3); --filename changes
+                                    the part after OUT/ (fields {model} {track} {stem} {ext})
+  OUT/<model>/<track>.stem.mp4      --format stems: mixture, then every stem (AAC)
+  <track> is the input's name; files found by walking a folder keep their sub-folders in it
+  (live/song). Stems keep the input's sample rate (MP3: the nearest of 8-48 kHz), channel
+  count (mono in, mono out) and length; inputs with more than two channels are refused.
+  INPUT - (standard input), a pipe or a FIFO is read once into a temporary file beside the
+  outputs; its track is called stdin for -.
+
+re-runs:
+  Each output folder records how its stems were made (.unmix.json). An existing stem made
+  with the same model and settings is kept (the others are written); one made otherwise
+  stops that input with an error, so that a folder never mixes two separations. --force
+  replaces them. An input is never overwritten by its own stems.
 
 levels:
   Default output is 32-bit float WAV: nothing is clipped or normalised. 16/24-bit, FLAC,
@@ -51,9 +63,10 @@ levels:
   writes what the chosen targets leave out, so that stems + residual equal the input.
 
 examples:
-  unmix separate song.mp3
-  unmix separate music/ --format flac --out-dir stems/
-  unmix separate song.wav --targets vocals --residual      (karaoke: vocals + residual)
+  unmix separate song.mp3                              (separated/umxl/song/vocals.wav ...)
+  unmix separate music/ --format flac -o stems/ -j 2   (two files at a time)
+  unmix separate song.wav --two-stems vocals           (karaoke: vocals + no_vocals)
+  unmix separate song.wav --mp3 --mp3-bitrate 192 --filename "{track}_{stem}.{ext}"
   ffmpeg -i video.mkv -f wav - | unmix separate -
 """
 
@@ -77,11 +90,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _model_options(p.add_argument_group("model"))
     _output_options(p.add_argument_group("output"))
     _processing_options(p.add_argument_group("processing"))
+    add_engine_options(p.add_argument_group("engine (docs/catalog.md)"))
     p.set_defaults(run=run)
 
 
 def _model_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
+        "-n",
         "--model",
         default=DEFAULT_MODEL,
         help=f"registry name (see 'unmix models') or model folder (default: {DEFAULT_MODEL})",
@@ -93,11 +108,19 @@ def _model_options(g: argparse._ArgumentGroup) -> None:
         metavar="NAME",
         help="targets to separate, e.g. vocals drums (default: all of the model's)",
     )
+    g.add_argument(
+        "--two-stems",
+        default=None,
+        metavar="STEM",
+        help="only STEM and no_STEM (the input minus STEM, exactly), e.g. --two-stems vocals; "
+        "the same as --targets STEM --residual with the residual named no_STEM",
+    )
     add_wiener_options(g)
 
 
 def _output_options(o: argparse._ArgumentGroup) -> None:
     o.add_argument(
+        "-o",
         "--out-dir",
         type=Path,
         default=Path("separated"),
@@ -105,18 +128,52 @@ def _output_options(o: argparse._ArgumentGroup) -> None:
         help="output folder (default: ./separated)",
     )
     o.add_argument(
+        "--filename",
+        default=None,
+        metavar="TEMPLATE",
+        help="output path under DIR with the fields {model} {track} {stem} {ext} (default: "
+        "{model}/{track}/{stem}.{ext}; --format stems: {model}/{track}.{ext})",
+    )
+    o.add_argument(
         "--format",
         default="wav",
         choices=audio_io.OUTPUT_FORMATS,
         help=", ".join(f.help for f in audio_io.FORMATS.values()),
     )
-    o.add_argument(
+    for fmt in ("flac", "mp3"):
+        o.add_argument(
+            f"--{fmt}", dest="format", action="store_const", const=fmt, help=f"--format {fmt}"
+        )
+    bits = o.add_mutually_exclusive_group()
+    bits.add_argument(
         "--bits",
         default=None,
         choices=list(dict.fromkeys(b for bits in audio_io.BIT_DEPTHS.values() for b in bits)),
         help="sample format for wav (default: float) and flac (default: 24)",
     )
-    o.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    bits.add_argument("--int24", dest="bits", action="store_const", const="24", help="--bits 24")
+    bits.add_argument(
+        "--float32", dest="bits", action="store_const", const="float", help="--bits float (wav)"
+    )
+    o.add_argument(
+        "--mp3-bitrate",
+        type=int,
+        default=EncodeOptions.mp3_bitrate,
+        metavar="KBPS",
+        help=f"MP3 bit rate in kbit/s, constant (default: {EncodeOptions.mp3_bitrate}; one of "
+        f"{', '.join(map(str, MP3_BITRATES))})",
+    )
+    o.add_argument(
+        "--mp3-preset",
+        type=int,
+        default=EncodeOptions.mp3_preset,
+        choices=MP3_PRESETS,
+        metavar="N",
+        help="MP3 encoder preset: 2 = best quality (default) ... 7 = fastest",
+    )
+    o.add_argument(
+        "--force", action="store_true", help="replace existing outputs, whatever made them"
+    )
 
 
 def _processing_options(r: argparse._ArgumentGroup) -> None:
@@ -147,14 +204,21 @@ def _processing_options(r: argparse._ArgumentGroup) -> None:
     )
     add_device_option(r)
     r.add_argument(
+        "-j",
         "--jobs",
         type=int,
         default=None,
         metavar="N",
-        help="CPU threads for the separation (default: PyTorch's choice, usually all cores)",
+        help="separate N files at the same time, sharing one model in memory and the CPU "
+        "threads (default: 1; memory grows with N)",
     )
     r.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bars and no notes, only errors"
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads in all (default: PyTorch's choice, usually all cores); before "
+        "version 0.2 this was --jobs",
     )
 
 
@@ -177,20 +241,37 @@ def _check_args(args: argparse.Namespace) -> None:
             f"need 0 < --overlap < --segment, got {args.overlap} and {args.segment}",
         ),
         (args.jobs is None or args.jobs >= 1, f"--jobs must be >= 1, got {args.jobs}"),
+        (args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}"),
+        (
+            args.two_stems is None or (args.targets is None and not args.residual),
+            "--two-stems STEM already means --targets STEM --residual; give only one of them",
+        ),
     ]
     for ok, message in checks:
         if not ok:
             raise UnmixError(message)
     audio_io.output_subtype(args.format, args.bits)
+    if args.two_stems is not None:
+        args.targets, args.residual = [args.two_stems], True
+
+
+def _options(args: argparse.Namespace) -> OutputOptions:
+    return OutputOptions(
+        args.out_dir, args.format, args.bits, args.force, args.start, args.duration,
+        filename=args.filename, model=model_label(args.model),
+        rename={"residual": f"no_{args.two_stems}"} if args.two_stems else {},
+        jobs=args.jobs or 1, encoding=EncodeOptions(args.mp3_bitrate, args.mp3_preset),
+    )  # fmt: skip
 
 
 class Console(BatchListener):
     """Notes, errors and progress bars on stderr, results on stdout; bars only on a terminal
     and not --quiet. Control characters in messages (file names) are shown escaped."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, parallel: bool = False) -> None:
         self.quiet = quiet
         self.bars = not quiet and sys.stderr.isatty()
+        self.file_bars = self.bars and not parallel  # several files at once: the overall bar
         self._bar: tqdm | None = None
         self.overall: tqdm | None = None
 
@@ -220,13 +301,21 @@ class Console(BatchListener):
 
     # BatchListener
     def skipped(self, job: Job, existing: Path) -> None:
-        self.note(f"skipping {job.label}: {existing} exists (use --force to overwrite)")
+        self.note(
+            f"skipping {job.label}: {existing} exists, made with the same settings "
+            "(use --force to overwrite)"
+        )
         self._close_bar()
+
+    def kept(self, job: Job, outputs: list[Path]) -> None:
+        names = ", ".join(p.name for p in outputs)
+        self.note(f"{job.label}: keeping {names} (made with the same settings); writing the rest")
 
     def started(self, job: Job, seconds: float | None) -> None:
         name = input_name(job.path) if job.path.name in ("", "-") else job.path.name
         name = name if len(name) <= 40 else name[:37] + "..."
-        self._bar = self.bar(seconds, name, "s", position=1)
+        if self.file_bars:
+            self._bar = self.bar(seconds, name, "s", position=1)
 
     def progress(self, seconds: float) -> None:
         if self._bar is not None:
@@ -263,12 +352,12 @@ def _summary(job: Job, report: FileReport, elapsed: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    console = Console(args.quiet)
-    if args.jobs:
-        torch.set_num_threads(args.jobs)
-    options = OutputOptions(
-        args.out_dir, args.format, args.bits, args.force, args.start, args.duration
-    )
+    if args.engine == "ray":
+        return run_catalog(args, _options(args))
+    console = Console(args.quiet, parallel=(args.jobs or 1) > 1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = _options(args)
     batch = plan_batch(args.inputs, options)
     if not batch.jobs and len(batch.errors) == 1:
         raise UnmixError(batch.errors[0])
@@ -279,12 +368,14 @@ def run(args: argparse.Namespace) -> int:
     prepare_out_dir(args.out_dir)  # before loading the model: fail early
     sep = separator_from_args(args)
     plan = plan_segments(sep, args.segment, args.overlap)
-    device = next(iter(sep.parameters())).device
+    device = next(iter(sep.parameters()), torch.empty(0)).device  # none: an .onnx graph (CPU)
+    jobs = f", {options.jobs} files at a time" if options.jobs > 1 else ""
     console.note(
-        f"model {args.model} on {device} ({torch.get_num_threads()} threads); segments of "
-        f"{plan.segment / sep.sample_rate:.1f} s with {plan.overlap / sep.sample_rate:.1f} s "
-        "cross-faded overlap"
+        f"model {args.model} on {device} ({torch.get_num_threads()} threads{jobs}); segments "
+        f"of {plan.segment / sep.sample_rate:.1f} s with {plan.overlap / sep.sample_rate:.1f} "
+        "s cross-faded overlap"
     )
+    log.debug("outputs %s; options %s", sep.output_names, options)
     if len(batch.jobs) > 1:
         console.overall = console.bar(len(batch.jobs), "files", "files", position=0)
     result = separate_files(sep, batch, plan=plan, listener=console)

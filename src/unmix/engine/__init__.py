@@ -6,22 +6,24 @@
   (:func:`iter_separate`, :func:`separate_array`); input and output checks.
 * :mod:`~unmix.engine.files` — one file to stem files (:func:`separate_file`) or arrays.
 * :mod:`~unmix.engine.batch` — inputs to jobs to stem files (:func:`plan_batch`,
-  :func:`separate_files`).
+  :func:`separate_files`), with :mod:`~unmix.engine.inputs` (files, folders, stdin),
+  :mod:`~unmix.engine.naming` (``--filename`` templates), :mod:`~unmix.engine.record`
+  (what made each output: keep, or refuse a mix), :mod:`~unmix.engine.jobs` (jobs and
+  their listener) and :mod:`~unmix.engine.parallel` (several files at once, one model).
 """
 
 from .batch import (
-    BatchListener,
     BatchPlan,
     BatchResult,
-    Job,
     OutputOptions,
-    find_inputs,
-    input_name,
     plan_batch,
     prepare_out_dir,
     separate_files,
 )
 from .files import FileReport, separate_file, separate_path
+from .inputs import find_inputs, input_name
+from .jobs import BatchListener, Job
+from .naming import FileNames
 from .segments import (
     OVERLAP_SECONDS,
     SEGMENT_SECONDS,
@@ -38,6 +40,7 @@ __all__ = [
     "BatchListener",
     "BatchPlan",
     "BatchResult",
+    "FileNames",
     "FileReport",
     "Job",
     "OutputOptions",

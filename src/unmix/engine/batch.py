@@ -1,34 +1,59 @@
 """Batches: inputs (files, folders, ``-``) → planned jobs → stem files, one failure at a time.
 
-:func:`plan_batch` finds the inputs and decides every output path (refusing clashes,
-over-long names and outputs that would replace their own input); :func:`separate_files`
-runs the jobs, skipping existing outputs unless ``force``, and reports through a
+:func:`plan_batch` finds the inputs and decides every output path from the ``--filename``
+template (:mod:`~unmix.engine.naming`; default ``OUT/<model>/<track>/<stem>.<ext>``),
+refusing clashes, over-long names and paths that leave the output folder;
+:func:`separate_files` runs the jobs (``jobs`` files at a time on threads sharing the one
+model), keeping each existing stem that was made with the same settings, refusing to mix in
+stems made otherwise (:mod:`~unmix.engine.record`) unless ``force``, and reports through a
 :class:`BatchListener`. One bad file never stops the batch.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import audio as audio_io
+from ..audio.sinks import EncodeOptions
 from ..audio.spool import is_stdin, seekable_input
 from ..errors import UnmixError
 from ..fileio import remove_stale_temporaries
 from ..separator import Separator
+from . import record
 from .files import FileReport, separate_file
+from .inputs import find_inputs, input_name
+from .jobs import BatchListener, Job, SerializedListener
+from .naming import FileNames, track_name
+from .parallel import Stop, run_parallel
 from .segments import SegmentPlan, plan_segments
 
-#: longest file name (bytes) most file systems take (NAME_MAX)
-NAME_MAX = 255
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """Where and how stems are written, and which part of each input is separated."""
+    """Where and how stems are written, and which part of each input is separated.
+
+    Attributes:
+        out_dir: the output folder.
+        fmt, bits: output format and sample format (:data:`unmix.audio.FORMATS`).
+        force: replace existing outputs (otherwise a stem made with the same settings is
+            kept and one made otherwise stops that input).
+        start, duration: part of each input to separate (seconds).
+        filename: output path template under ``out_dir`` (:mod:`unmix.engine.naming`;
+            Default: ``{model}/{track}/{stem}.{ext}``, ``{model}/{track}.{ext}`` for stems).
+        model: the ``{model}`` of the template (the CLI passes the model's name).
+        rename: output name → file name, e.g. ``{"residual": "no_vocals"}``.
+        jobs: files separated at the same time, on threads sharing the one model.
+        encoding: encoder settings (MP3 bit rate and preset).
+    """
 
     out_dir: Path = Path("separated")
     fmt: str = "wav"
@@ -36,19 +61,17 @@ class OutputOptions:
     force: bool = False
     start: float = 0.0
     duration: float | None = None
+    filename: str | None = None
+    model: str = "model"
+    rename: Mapping[str, str] = field(default_factory=dict)
+    jobs: int = 1
+    encoding: EncodeOptions = field(default_factory=EncodeOptions)
 
-
-@dataclass(frozen=True)
-class Job:
-    """One input and where its stems go."""
-
-    path: Path
-    destination: Path  # folder, or the one file (stems)
-
-    @property
-    def label(self) -> str:
-        """How messages name the input."""
-        return "standard input" if is_stdin(self.path) else str(self.path)
+    def names(self) -> FileNames:
+        """The checked file name template (a one-line error for a bad one)."""
+        output_format = audio_io.get_format(self.fmt)
+        template = self.filename or output_format.default_filename
+        return FileNames(template, output_format.ext, self.model, output_format.one_file)
 
 
 @dataclass
@@ -71,111 +94,37 @@ class BatchResult:
     nb_inputs: int = 0
 
 
-class BatchListener:
-    """Callbacks of :func:`separate_files`; this base class ignores them all."""
-
-    def skipped(self, job: Job, existing: Path) -> None:
-        """``job`` was not run: ``existing`` is there and ``force`` is off."""
-
-    def started(self, job: Job, seconds: float | None) -> None:
-        """``job`` starts; ``seconds`` of audio are expected (None: unknown)."""
-
-    def progress(self, seconds: float) -> None:
-        """``seconds`` more of the current job's audio are done."""
-
-    def finished(self, job: Job, report: FileReport, elapsed: float) -> None:
-        """``job`` wrote its stems in ``elapsed`` seconds."""
-
-    def failed(self, job: Job, message: str) -> None:
-        """``job`` failed with the one-line ``message``; nothing of it was written."""
-
-
-def input_name(path: Path) -> str:
-    """``song`` for ``song.mp3`` and ``song.stem.mp4``; ``stdin`` for ``-``."""
-    if is_stdin(path):
-        return "stdin"
-    if path.name.lower().endswith(".stem.mp4"):
-        return path.name[: -len(".stem.mp4")]
-    return path.stem
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except (ValueError, OSError):
-        return False
-    return True
-
-
-def _walk(folder: Path, out_dir: Path) -> tuple[list[Path], str | None]:
-    """Audio files under ``folder`` (hidden ones and those inside ``out_dir`` left out)."""
-    if _is_inside(folder, out_dir):
-        return [], (
-            f"{folder}: the folder is inside --out-dir {out_dir}, and files there are never "
-            "taken as inputs (they are outputs); choose another --out-dir"
-        )
-    files = sorted(
-        f
-        for f in folder.rglob("*")
-        if f.is_file()
-        and audio_io.is_audio_name(f)
-        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
-        and not _is_inside(f, out_dir)
-    )
-    return files, None if files else f"{folder}: no audio files found in this folder"
-
-
-def find_inputs(inputs: Sequence[Path], out_dir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Files to separate as ``(file, sub-folder under OUT)``, and one error per bad input.
-
-    Folders are walked recursively for audio file names; files given by name (and ``-``,
-    pipes, FIFOs) are taken whatever their ending.
-    """
-    found: list[tuple[Path, Path]] = []
-    errors: list[str] = []
-    for item in map(Path, inputs):
-        if is_stdin(item):
-            found.append((item, Path()))
-        elif item.is_dir():
-            files, error = _walk(item, out_dir)
-            errors.extend([error] if error else [])
-            found.extend((f, f.parent.relative_to(item)) for f in files)
-        elif item.exists():
-            found.append((item, Path()))
-        else:
-            errors.append(f"{item}: no such file or folder")
-    return found, errors
-
-
-def _too_long(destination: Path) -> bool:
-    return len(os.fsencode(destination.name)) > NAME_MAX
-
-
 def plan_batch(inputs: Sequence[str | Path], options: OutputOptions) -> BatchPlan:
     """Find the inputs and their output paths.
 
-    Inputs that would write the same outputs, whose output name is too long for the file
-    system, or that appear twice as stdin, become error lines; the rest become jobs.
+    Inputs that would write the same outputs, whose output path is too long for the file
+    system or would leave the output folder, or that appear twice as stdin, become error
+    lines; the rest become jobs.
+
+    Raises:
+        UnmixError: a bad ``filename`` template or format.
     """
-    output_format = audio_io.get_format(options.fmt)
+    names = options.names()
     found, errors = find_inputs([Path(p) for p in inputs], options.out_dir)
     plan = BatchPlan(options, errors=errors, nb_inputs=len(found) + len(errors))
     taken: dict[Path, Path] = {}
     for path, sub in found:
-        destination = output_format.output_path(options.out_dir / sub, input_name(path))
-        if _too_long(destination):
+        track = track_name(sub, input_name(path))
+        try:
+            destination = names.destination(options.out_dir, track)
+            key = names.key(options.out_dir, track)
+        except UnmixError as exc:
+            plan.errors.append(f"{path}: {exc}")
+            continue
+        if key in taken:
             plan.errors.append(
-                f"{path}: its output name would be {len(os.fsencode(destination.name))} bytes, "
-                f"more than the {NAME_MAX} a file name may have; rename the input"
-            )
-        elif destination in taken:
-            plan.errors.append(
-                f"{path}: its stems would overwrite those of {taken[destination]} in "
+                f"{path}: its stems would overwrite those of {taken[key]} in "
                 f"{destination}; separate it in another call with a different --out-dir"
+                + (" or a --filename with {track}" if "{track}" not in names.template else "")
             )
         else:
-            taken[destination] = path
-            plan.jobs.append(Job(path, destination))
+            taken[key] = path
+            plan.jobs.append(Job(path, destination, track))
     return plan
 
 
@@ -186,14 +135,74 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _existing_output(outputs: list[Path]) -> Path | None:
-    for output in outputs:
-        try:
-            if output.exists():
-                return output
-        except OSError:  # a name the file system refuses: the write reports it
-            return None
-    return None
+def _exists(output: Path) -> bool:
+    try:
+        return output.exists()
+    except OSError:  # a name the file system refuses: the write reports it
+        return False
+
+
+@dataclass
+class _Decision:
+    """What to do with one job's outputs."""
+
+    write: dict[Path, tuple[str, ...]] = field(default_factory=dict)
+    kept: list[Path] = field(default_factory=list)
+    conflict: str | None = None
+
+
+def _decide(
+    job: Job, files: dict[Path, tuple[str, ...]], settings: dict[str, Any], force: bool
+) -> _Decision:
+    """Per output: write it (missing, or ``force``), keep it (same settings) or refuse the
+    whole input (made otherwise, or unknown: stems of two separations must not mix)."""
+    decision = _Decision()
+    for output, streams in files.items():
+        if force or not _exists(output):
+            decision.write[output] = streams
+            continue
+        old = record.recorded(output)
+        if old == settings:
+            decision.kept.append(output)
+        elif decision.conflict is None:
+            how = (
+                "was made with other settings ("
+                + "; ".join(record.differences(old, settings))
+                + ")"
+                if old is not None
+                else f"exists and nothing records how it was made (no entry in {record.RECORD_NAME})"
+            )
+            decision.conflict = (
+                f"{job.label}: {output} {how}; use --force to replace it, or another --out-dir "
+                "or --filename"
+            )
+    log.debug("%s: write %s; keep %s", job.label, [str(p) for p in decision.write], decision.kept)
+    return decision
+
+
+def batch_settings(
+    separator: Separator, options: OutputOptions, plan: SegmentPlan, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Everything that decides what an output file holds (recorded beside it)."""
+    output_format = audio_io.get_format(options.fmt)
+    settings: dict[str, Any] = {
+        "model": options.model,
+        "outputs": list(names),
+        "targets": list(separator.targets),
+        "niter": separator.wiener.niter,
+        "softmask": separator.wiener.softmask,
+        "residual": separator.wiener.residual,
+        "wiener_win_len": separator.wiener.wiener_win_len,
+        "start": options.start,
+        "duration": options.duration,
+        "segment": plan.segment,
+        "overlap": plan.overlap,
+        "format": options.fmt,
+        "sample_format": output_format.sample_format(options.bits),
+    }
+    if options.fmt == "mp3":
+        settings["mp3"] = [options.encoding.mp3_bitrate, options.encoding.mp3_preset]
+    return record.normalized(settings)
 
 
 def _expected_seconds(path: Path, start: float, duration: float | None) -> float | None:
@@ -222,13 +231,14 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 def _run_job(
     separator: Separator, job: Job, options: OutputOptions, plan: SegmentPlan,
-    listener: BatchListener,
+    listener: BatchListener, write: dict[Path, tuple[str, ...]], names: tuple[str, ...],
 ) -> FileReport:  # fmt: skip
     with seekable_input(job.path, options.out_dir) as source:
         listener.started(job, _expected_seconds(source, options.start, options.duration))
         return separate_file(
-            separator, source, job.destination, options.fmt, options.bits, options.start,
-            options.duration, plan, listener.progress,
+            separator, source, next(iter(write)).parent, options.fmt, options.bits,
+            options.start, options.duration, plan, listener.progress, outputs=write,
+            names=names, options=options.encoding,
         )  # fmt: skip
 
 
@@ -240,6 +250,14 @@ def _message(job: Job, exc: BaseException) -> str:
     else:
         text = f"unexpected {type(exc).__name__}: {exc}"
     return text if job.label in text else f"{job.label}: {text}"
+
+
+def output_names(separator: Separator, rename: Mapping[str, str]) -> tuple[str, ...]:
+    """The separator's outputs as files call them; a one-line error if two coincide."""
+    names = tuple(rename.get(n, n) for n in separator.output_names)
+    if len(set(names)) != len(names):
+        raise UnmixError(f"two outputs would have the same name: {names}")
+    return names
 
 
 def separate_files(
@@ -255,14 +273,15 @@ def separate_files(
         separator: a loaded :class:`Separator`.
         inputs: paths (files, folders walked recursively, ``-`` for stdin) or a plan from
             :func:`plan_batch` (whose options are then used).
-        options: output folder, format, ``force``, part of each input (Default:
-            :class:`OutputOptions`).
+        options: output folder, format, file names, ``force``, part of each input, parallel
+            ``jobs`` (Default: :class:`OutputOptions`).
         plan: segment geometry (Default: :func:`unmix.engine.segments.plan_segments`).
-        listener: progress and result callbacks (Default: none).
+        listener: progress and result callbacks (Default: none); with ``jobs > 1`` they come
+            from worker threads, one call at a time.
 
     Returns:
         a :class:`BatchResult`; ``failed`` counts every input that produced no stems for
-        a reason other than existing outputs.
+        a reason other than existing outputs made with the same settings.
 
     Raises:
         UnmixError: bad options or an output folder that cannot be created (the inputs'
@@ -271,35 +290,70 @@ def separate_files(
     batch = (
         inputs if isinstance(inputs, BatchPlan) else plan_batch(inputs, options or OutputOptions())
     )
-    options, listener = batch.options, listener or BatchListener()
+    options, stop, lock = batch.options, Stop(), threading.Lock()
+    listener = SerializedListener(listener or BatchListener(), stop, lock)
     plan = plan or plan_segments(separator)
-    output_format = audio_io.get_format(options.fmt)
-    output_format.sample_format(options.bits)
+    file_names = options.names()
+    names = output_names(separator, options.rename)
+    settings = batch_settings(separator, options, plan, names)
     result = BatchResult(failed=len(batch.errors), nb_inputs=batch.nb_inputs)
     prepare_out_dir(options.out_dir)
     remove_stale_temporaries(options.out_dir)
-    for job in batch.jobs:
-        outputs = list(output_format.files(job.destination, separator.output_names))
-        for folder in {o.parent for o in outputs}:
-            remove_stale_temporaries(folder)
-        existing = _existing_output(outputs)
-        if not is_stdin(job.path) and any(_same_file(job.path, o) for o in outputs):
-            listener.failed(
-                job,
-                f"{job.label}: its stems would replace the input itself; choose another --out-dir",
+    claimed: dict[Path, Job] = {}
+
+    def refusal(job: Job, files: dict[Path, tuple[str, ...]]) -> str | None:
+        """Why ``job`` must not write ``files``, if it must not."""
+        if not is_stdin(job.path) and any(_same_file(job.path, o) for o in files):
+            return (
+                f"{job.label}: its stems would replace the input itself; choose another --out-dir"
             )
-            result.failed += 1
-        elif existing is not None and not options.force:
-            listener.skipped(job, existing)
+        other = next((claimed[o] for o in files if o in claimed), None)
+        if other is not None:
+            return f"{job.label}: its stems would overwrite those of {other.label}"
+        return None
+
+    def prepare(job: Job) -> dict[Path, tuple[str, ...]] | None:
+        """The outputs to write for ``job`` (None: nothing to run; failures reported)."""
+        try:
+            files = file_names.files(options.out_dir, job.track, names)
+        except UnmixError as exc:
+            _fail(job, f"{job.label}: {exc}")
+            return None
+        for folder in {o.parent for o in files}:
+            remove_stale_temporaries(folder)
+        message = refusal(job, files)
+        claimed.update(dict.fromkeys(files, job))
+        decision = _decide(job, files, settings, options.force)
+        message = message or decision.conflict
+        if message is not None:
+            _fail(job, message)
+            return None
+        if not decision.write:
+            listener.skipped(job, decision.kept[0])
             result.skipped.append(job)
+            return None
+        if decision.kept:
+            listener.kept(job, decision.kept)
+        return decision.write
+
+    def _fail(job: Job, message: str) -> None:
+        listener.failed(job, message)
+        with lock:
+            result.failed += 1
+
+    def run(job: Job, write: dict[Path, tuple[str, ...]]) -> None:
+        started = time.perf_counter()
+        try:
+            report = _run_job(separator, job, options, plan, listener, write, names)
+            record.record(report.outputs, settings)
+        except Exception as exc:  # one broken file must not stop a batch
+            _fail(job, _message(job, exc))
         else:
-            started = time.perf_counter()
-            try:
-                report = _run_job(separator, job, options, plan, listener)
-            except Exception as exc:  # one broken file must not stop a batch
-                listener.failed(job, _message(job, exc))
-                result.failed += 1
-            else:
+            with lock:
                 result.reports[job.path] = report
-                listener.finished(job, report, time.perf_counter() - started)
+            listener.finished(job, report, time.perf_counter() - started)
+
+    if options.jobs < 1:
+        raise UnmixError(f"jobs must be >= 1, got {options.jobs}")
+    run_parallel(batch.jobs, prepare, run, options.jobs, stop)
     return result

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from .. import audio as audio_io
 from ..audio.decode import check_span
+from ..audio.sinks import EncodeOptions
 from ..audio.spool import seekable_input
 from ..errors import AudioError
 from ..separator import Separator
@@ -66,6 +68,10 @@ def separate_file(
     duration: float | None = None,
     plan: SegmentPlan | None = None,
     progress: Callable[[float], None] | None = None,
+    *,
+    outputs: Mapping[Path, tuple[str, ...]] | None = None,
+    names: tuple[str, ...] | None = None,
+    options: EncodeOptions | None = None,
 ) -> FileReport:
     """Separate one audio file into stem files, streaming.
 
@@ -79,6 +85,11 @@ def separate_file(
         start, duration: part of the file to separate (seconds).
         plan: segment geometry (Default: :func:`unmix.engine.segments.plan_segments`).
         progress: called with the seconds of audio finished after each segment.
+        outputs: output file → the names it holds, instead of the format's layout under
+            ``destination`` (may leave some outputs out: they are not written).
+        names: what to call the separator's outputs, in order (Default: their own names,
+            :attr:`Separator.output_names`); e.g. ``no_vocals`` for the residual.
+        options: encoder settings (MP3 bit rate and preset).
 
     Returns:
         a :class:`FileReport`.
@@ -96,10 +107,13 @@ def separate_file(
         what = "standard input" if str(path) == "-" else str(path)
         meta = _probe(source, what)
         output_format.check_rate(meta.sample_rate)
-        return _separate_to_files(
-            separator, source, what, meta, destination, fmt, bits, (start, duration), plan,
-            progress,
+        writer = functools.partial(
+            audio_io.StemWriter, destination, names or separator.output_names, fmt,
+            bits=bits, files=outputs, options=options,
         )  # fmt: skip
+        return _separate_to_files(
+            separator, source, what, meta, writer, (start, duration), plan, progress
+        )
 
 
 def _existing(folder: Path) -> Path:
@@ -115,9 +129,7 @@ def _separate_to_files(
     source: Path,
     what: str,
     meta: audio_io.AudioInfo,
-    destination: Path,
-    fmt: str,
-    bits: str | None,
+    open_writer: Callable[..., audio_io.StemWriter],
     span: tuple[float, float | None],
     plan: SegmentPlan | None,
     progress: Callable[[float], None] | None,
@@ -136,10 +148,7 @@ def _separate_to_files(
     try:
         for mix, stems in iter_separate(separator, blocks(), meta.sample_rate, plan, what):
             if writer is None:  # opened on the first result: nothing is created for bad input
-                writer = audio_io.StemWriter(
-                    destination, separator.output_names, fmt, meta.sample_rate, mix.shape[0],
-                    bits,
-                )  # fmt: skip
+                writer = open_writer(sample_rate=meta.sample_rate, nb_channels=mix.shape[0])
             writer.write(mix, stems)
             samples += mix.shape[-1]
             if separator.residual:
