@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from unmix.catalog.cli import output_settings, settings_from_args
+from unmix.catalog.cli import output_settings, settings_from_args, stop_if_disk_full
 from unmix.catalog.ledger import (
     LEDGER_NAME,
     FileRecord,
@@ -169,3 +170,11 @@ def test_worker_records_done_and_failed(tmp_path: Path, catalog_model: Path, cli
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.startswith(str(bad)) and "\n" not in failed.error
     assert not [p for p in out_dir.rglob("*") if "bad" in str(p)]
+
+
+def test_a_full_disk_stops_the_run() -> None:
+    full = FileRecord("/a.wav", "failed", {}, error=f"/a.wav: {os.strerror(errno.ENOSPC)}: /o/x")
+    with pytest.raises(UnmixError, match=r"No space left on device.*free space.*resumes"):
+        stop_if_disk_full(full)
+    stop_if_disk_full(FileRecord("/b.wav", "failed", {}, error="/b.wav: not a readable audio file"))
+    stop_if_disk_full(FileRecord("/c.wav", "done", {}))

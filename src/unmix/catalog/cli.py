@@ -9,6 +9,7 @@ with ``--engine ray``, so that Ray stays an optional extra).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
@@ -179,6 +180,23 @@ def run_catalog(args: argparse.Namespace, options: OutputOptions | None = None) 
     return 1 if failed or plan.errors else 0
 
 
+#: how a worker's record names a full file system (``strerror(ENOSPC)``)
+DISK_FULL = os.strerror(errno.ENOSPC)
+
+
+def stop_if_disk_full(record: FileRecord) -> None:
+    """Stop the run when an output file system is full: every further file would fail too.
+
+    Raises:
+        UnmixError: ``record`` failed with ENOSPC.
+    """
+    if record.status == "failed" and DISK_FULL in (record.error or ""):
+        raise UnmixError(
+            f"{record.error}; stopping: free space on the output file system and run the same "
+            "command again (the ledger resumes where this run stopped)"
+        )
+
+
 def _pipeline() -> ModuleType:
     """:mod:`unmix.catalog.pipeline`, imported on first use: Ray is an optional extra."""
     try:
@@ -214,6 +232,7 @@ def _run_on_ray(
         def on_record(record: FileRecord) -> None:
             writer.append(record.to_json())
             reporter.record(record)
+            stop_if_disk_full(record)
 
         device = "cuda" if args.gpus_per_worker > 0 else "cpu"
         kwargs = worker_kwargs(settings, options, device, args.threads_per_worker)
