@@ -269,3 +269,51 @@ def test_two_stem_karaoke_mode(capsys, tmp_path, model_dir, inputs):
     rest, _ = sf.read(folder / "residual.wav", dtype="float32")
     mix, _ = audio_io.read(inputs / "a48k.wav")
     np.testing.assert_allclose((vocals + rest).T, mix, atol=1e-5)
+
+
+def test_two_stems_is_the_stem_and_exactly_the_rest(capsys, tmp_path, model_dir, inputs):
+    code, _, err = run_cli(
+        capsys, str(inputs / "a48k.wav"), "-n", str(model_dir), "-o", str(tmp_path), "-q",
+        "--two-stems", "vocals",
+    )  # fmt: skip
+    assert code == 0, err
+    folder = tmp_path / "tiny" / "a48k"
+    assert sorted(p.name for p in folder.glob("*.wav")) == ["no_vocals.wav", "vocals.wav"]
+    vocals, _ = sf.read(folder / "vocals.wav", dtype="float32")
+    rest, _ = sf.read(folder / "no_vocals.wav", dtype="float32")
+    mix, _ = sf.read(inputs / "a48k.wav", dtype="float32")
+    np.testing.assert_array_equal(rest, mix - vocals)  # at the output rate, exactly
+    code, _, err = run_cli(
+        capsys, str(inputs / "a48k.wav"), "-n", str(model_dir), "--two-stems", "vocals",
+        "--targets", "drums",
+    )  # fmt: skip
+    assert code == 1 and "--two-stems STEM already means --targets STEM --residual" in err
+
+
+def test_parallel_files_give_the_same_stems(capsys, tmp_path, model_dir, inputs):
+    sources = [str(inputs / n) for n in ("a48k.wav", "b_mono.flac", "d32k.ogg")]
+    for jobs in ("1", "2"):
+        code, out, err = run_cli(
+            capsys, *sources, "-n", str(model_dir), "-o", str(tmp_path / jobs), "-j", jobs,
+            "-q", "--duration", "1.5",
+        )  # fmt: skip
+        assert code == 0, err
+        assert len(out.strip().splitlines()) == 3
+    for name in ("a48k", "b_mono", "d32k"):
+        for target in TARGETS:
+            one, _ = sf.read(tmp_path / "1" / "tiny" / name / f"{target}.wav")
+            two, _ = sf.read(tmp_path / "2" / "tiny" / name / f"{target}.wav")
+            np.testing.assert_allclose(two, one, atol=1e-6)
+
+
+def test_demucs_sample_format_flags(capsys, tmp_path, model_dir, inputs):
+    args = [str(inputs / "b_mono.flac"), "-n", str(model_dir), "-q", "--duration", "0.5"]
+    assert run_cli(capsys, *args, "-o", str(tmp_path / "i"), "--int24")[0] == 0
+    assert sf.info(tmp_path / "i" / "tiny" / "b_mono" / "vocals.wav").subtype == "PCM_24"
+    assert run_cli(capsys, *args, "-o", str(tmp_path / "f"), "--flac", "--int24")[0] == 0
+    assert sf.info(tmp_path / "f" / "tiny" / "b_mono" / "vocals.flac").subtype == "PCM_24"
+    code, _, err = run_cli(capsys, *args, "--flac", "--float32")
+    assert code == 1 and "--bits float is not possible for flac" in err
+    with pytest.raises(SystemExit):
+        main(["separate", *args, "--int24", "--bits", "16"])
+    assert "not allowed with argument" in capsys.readouterr().err
