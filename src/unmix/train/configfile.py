@@ -10,11 +10,15 @@ hundred bytes expands into gigabytes). Every problem is one line of at most abou
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser as the tomli package (a dependency there)
+    import tomli as tomllib
 
 from ..errors import UnmixError
 
@@ -63,7 +67,13 @@ def _depth(data: Any) -> int:
 
 def _load_yaml(text: str) -> Any:
     """YAML, after a pass over its events that refuses anchors, aliases and deep nesting."""
-    import yaml  # optional dependency (PyYAML)
+    try:
+        import yaml  # optional dependency: unmix[yaml] (PyYAML)
+    except ModuleNotFoundError:
+        raise UnmixError(
+            "YAML settings files need PyYAML: pip install 'unmix[yaml]' (or write the "
+            "settings as TOML or JSON)"
+        ) from None
 
     try:
         depth = 0
