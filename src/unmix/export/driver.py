@@ -56,7 +56,11 @@ def _trace(graph: SeparationGraph, nb_channels: int, n_fft: int, folder: Path) -
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # models that run branches on threads take the plain path
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 graph,

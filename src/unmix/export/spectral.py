@@ -40,27 +40,44 @@ class _Stft(torch.autograd.Function):
         return _dynamic(out, [None, None, n_fft // 2 + 1, 2])
 
 
-class _Irfft(torch.autograd.Function):
-    """``(B, N, F, 2)`` one-sided spectrum → ``(B, N, n_fft)`` real frames (inverse DFT)."""
+class _InverseDft(torch.autograd.Function):
+    """``(B, N, n, 2)`` full complex spectrum → ``(B, N, n, 2)`` inverse DFT (scaled ``1/n``)."""
 
     @staticmethod
     def forward(ctx: Any, spec: Tensor, n_fft: int) -> Tensor:
-        frames: Tensor = torch.fft.irfft(torch.view_as_complex(spec.contiguous()), n=n_fft, dim=-1)
-        return frames
+        out = torch.fft.ifft(torch.view_as_complex(spec.contiguous()), dim=-1)
+        return torch.view_as_real(out).contiguous()
 
     @staticmethod
     def symbolic(g: Any, spec: Any, n_fft: int) -> Any:
-        def const(values: list[int] | list[float], dtype: torch.dtype = torch.int64) -> Any:
-            return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
+        return _dynamic(g.op("DFT", spec, axis_i=2, inverse_i=1), [None, None, n_fft, 2])
 
-        nb_bins = n_fft // 2 + 1
-        # the full Hermitian spectrum: bins F-2 … 1 mirrored and conjugated after the one-sided ones
-        mirror = g.op("Slice", spec, const([nb_bins - 2]), const([0]), const([2]), const([-1]))
-        mirror = g.op("Mul", mirror, const([1.0, -1.0], torch.float32))
-        full = g.op("Concat", spec, mirror, axis_i=2)
-        frames = g.op("DFT", full, axis_i=2, inverse_i=1, onesided_i=0)
-        real = g.op("Gather", frames, const([0]), axis_i=3)
-        return _dynamic(g.op("Squeeze", real, const([3])), [None, None, n_fft])
+
+def inverse_real_frames(spec: Tensor, n_fft: int) -> Tensor:
+    """``(B, N, F, 2)`` one-sided spectra → ``(B, N, n_fft)`` real frames (``irfft``).
+
+    Two real signals share one complex inverse DFT: with ``z = x₀ + i x₁`` the spectrum of
+    ``z`` is ``X₀ + i X₁`` on bins ``0 … F-1`` and ``conj(X₀) + i conj(X₁)`` mirrored above,
+    and the real and imaginary parts of its inverse are ``x₀`` and ``x₁``. This halves the
+    runtime's DFT work (onnxruntime's one-sided inverse costs as much as a complex one).
+    """
+    batch, _, nb_bins, _ = spec.shape
+    if batch % 2:
+        spec = torch.cat([spec, torch.zeros_like(spec[:1])])
+    pairs = spec.reshape(-1, 2, *spec.shape[1:])
+    x0r, x0i, x1r, x1i = (
+        pairs[:, 0, ..., 0],
+        pairs[:, 0, ..., 1],
+        pairs[:, 1, ..., 0],
+        pairs[:, 1, ..., 1],
+    )
+    low = torch.stack([x0r - x1i, x0i + x1r], dim=-1)
+    mirror = torch.arange(nb_bins - 2, 0, -1)
+    high = torch.stack([x0r + x1i, x1r - x0i], dim=-1).index_select(2, mirror)
+    full = torch.cat([low, high], dim=2)  # (B/2, N, n_fft, 2)
+    frames: Tensor = _InverseDft.apply(full, n_fft)  # type: ignore[no-untyped-call]
+    frames = frames.permute(0, 3, 1, 2).reshape(-1, frames.shape[1], n_fft)
+    return frames[:batch]
 
 
 def _dynamic(value: Any, sizes: list[int | None]) -> Any:
@@ -126,7 +143,7 @@ class GraphISTFT(nn.Module):
 
     def forward(self, spec: Tensor, like: Tensor) -> Tensor:
         """``(B, N, F, 2)`` spectrum → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
-        frames: Tensor = _Irfft.apply(spec, self.n_fft)  # type: ignore[no-untyped-call]
+        frames = inverse_real_frames(spec, self.n_fft)
         out = overlap_add(frames * self.window, self.n_hop)
         envelope = overlap_add((self.window**2).expand_as(frames[:1]), self.n_hop)
         start = self.n_fft // 2
