@@ -1,0 +1,183 @@
+"""Real-time benchmarks (docs/benchmarks.md, docs/realtime.md). One CPU thread throughout.
+
+  python benchmarks/bench_realtime.py blocks  [--model DIR] [--blocks N] [--repeats R]
+      per-block compute (block = hop) of the given causal model and of an umxhq-size causal
+      model (hidden 512, 4 targets, n_fft 4096, random weights), interleaved, medians of R
+  python benchmarks/bench_realtime.py wiener  --model DIR --root MUSDB
+      SDR against the true stems on the validation clips: causal niter 0, causal niter 1
+      (memory 1 s, 4 s, inf), and the offline filter (niter 1) on the same model
+  python benchmarks/bench_realtime.py lookahead --model NAME_OR_DIR --root MUSDB
+      lookahead mode (0.5, 1, 2 s) against offline separation of the same audio (the 14
+      validation clips end to end, about 95 s; --clips N: the first N), and its compute
+      per second of audio
+
+SDR here is the global signal-to-distortion ratio 10·log10(Σ s² / Σ (s − ŝ)²) over all
+channels and samples, with the reference ``s`` named in each table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unmix import audio as audio_io
+from unmix.config import ModelConfig
+from unmix.tracks import VALIDATION_TRACKS
+from unmix.filtering import WienerSettings
+from unmix.hub.loading import load_separator
+from unmix.models.umx import UMX
+from unmix.realtime import CausalWiener, StreamSeparator
+from unmix.separator import Separator
+
+STEMS = ("mixture", "drums", "bass", "other", "vocals")
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    err = np.sum((reference - estimate) ** 2)
+    return float(10 * np.log10(np.sum(reference**2) / max(err, 1e-20)))
+
+
+def stream_all(stream: StreamSeparator, audio: np.ndarray, block: int) -> np.ndarray:
+    outs = [stream.process(audio[:, i : i + block]) for i in range(0, audio.shape[1], block)]
+    outs.append(stream.flush())
+    return np.concatenate(outs, -1)[..., stream.latency :]
+
+
+def per_block_ms(stream: StreamSeparator, blocks: int) -> list[float]:
+    block = stream.separator.config.n_hop
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal((stream.nb_channels, block * (blocks + 20)))).astype(
+        np.float32
+    )
+    times = []
+    for i in range(blocks + 20):
+        t = time.perf_counter()
+        stream.process(audio[:, i * block : (i + 1) * block])
+        times.append(time.perf_counter() - t)
+    return [1000 * t for t in times[20:]]  # the first 20 warm up
+
+
+def umxhq_size_causal() -> Separator:
+    cfg = ModelConfig(
+        targets=("vocals", "drums", "bass", "other"), sample_rate=44100, n_fft=4096,
+        n_hop=1024, nb_channels=2, hidden_size=512, nb_layers=3, unidirectional=True,
+        max_bin=1487,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return Separator(UMX.from_config(cfg), cfg, WienerSettings(niter=1)).freeze()
+
+
+def cmd_blocks(args: argparse.Namespace) -> None:
+    models = {"umx-rt-preview": load_separator(args.model, device="cpu", progress=False)}
+    models["umxhq-size causal"] = umxhq_size_causal()
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
+    for _ in range(args.repeats):  # interleaved, so that both see the same machine load
+        for name, sep in models.items():
+            ms = per_block_ms(StreamSeparator(sep), args.blocks)
+            results[name].append((float(np.percentile(ms, 50)), float(np.percentile(ms, 99))))
+    print("| model | n_fft/hop | block (ms) | latency (ms) | p50 (ms) | p99 (ms) | p99 / block |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, sep in models.items():
+        cfg = sep.config
+        block_ms = 1000 * cfg.n_hop / cfg.sample_rate
+        p50 = statistics.median(r[0] for r in results[name])
+        p99 = statistics.median(r[1] for r in results[name])
+        latency = 1000 * (cfg.n_fft - 1) / cfg.sample_rate
+        print(f"| {name} | {cfg.n_fft}/{cfg.n_hop} | {block_ms:.1f} | {latency:.1f} | "
+              f"{p50:.2f} | {p99:.2f} | {p99 / block_ms:.0%} |")  # fmt: skip
+
+
+def validation_clips(root: Path) -> list[tuple[str, np.ndarray]]:
+    clips = []
+    for name in sorted(VALIDATION_TRACKS):
+        path = root / "train" / f"{name}.stem.mp4"
+        if path.exists():
+            stems, rate = audio_io.read_stems(path)
+            assert rate == 44100
+            clips.append((name, stems))
+    return clips
+
+
+def cmd_wiener(args: argparse.Namespace) -> None:
+    clips = validation_clips(args.root)
+    variants: dict[str, CausalWiener | None] = {
+        "causal niter 0": CausalWiener(niter=0),
+        "causal niter 1, memory 1 s": CausalWiener(niter=1, memory=1.0),
+        "causal niter 1, memory 4 s": CausalWiener(niter=1, memory=4.0),
+        "causal niter 1, memory inf": CausalWiener(niter=1, memory=float("inf")),
+        "offline niter 1 (whole clip)": None,
+    }
+    separator = load_separator(args.model, device="cpu", progress=False)
+    targets = separator.targets
+    scores: dict[str, list[list[float]]] = {k: [] for k in variants}
+    for _, stems in clips:
+        mix = stems[0]
+        refs = [stems[STEMS.index(t)] for t in targets]
+        for name, wiener in variants.items():
+            if wiener is None:
+                with torch.inference_mode():
+                    out = separator(torch.from_numpy(mix)[None])[0].numpy()
+            else:
+                out = stream_all(StreamSeparator(separator, wiener=wiener), mix, 512)
+            scores[name].append([sdr(r, o) for r, o in zip(refs, out, strict=True)])
+    print(f"| post-filter | {' | '.join(targets)} | mean |")
+    print("|---|" + "---:|" * (len(targets) + 1))
+    for name, rows in scores.items():
+        med = np.median(np.asarray(rows), axis=0)
+        cells = " | ".join(f"{v:.2f}" for v in med)
+        print(f"| {name} | {cells} | {med.mean():.2f} |")
+    print(f"(median over {len(clips)} validation clips of the global SDR against the true stems)")
+
+
+def cmd_lookahead(args: argparse.Namespace) -> None:
+    clips = validation_clips(args.root)[: args.clips]
+    mix = np.concatenate([stems[0] for _, stems in clips], 1)
+    separator = load_separator(args.model, device="cpu", progress=False)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        offline = separator(torch.from_numpy(mix)[None])[0].numpy()
+    offline_s = time.perf_counter() - t
+    seconds = mix.shape[1] / 44100
+    print(f"offline: {offline_s / seconds:.3f} s of compute per s of audio ({seconds:.0f} s)")
+    print(f"| lookahead (s) | chunk (s) | latency (ms) | {' | '.join(separator.targets)} "
+          "| compute (s per s of audio) |")  # fmt: skip
+    print("|---:|---:|---:|" + "---:|" * (len(separator.targets) + 1))
+    for lookahead in (0.5, 1.0, 2.0):
+        stream = StreamSeparator(separator, lookahead=lookahead, chunk=args.chunk)
+        t = time.perf_counter()
+        out = stream_all(stream, mix, 4096)
+        cost = (time.perf_counter() - t) / seconds
+        cells = " | ".join(f"{sdr(o, s):.1f}" for o, s in zip(offline, out, strict=True))
+        print(f"| {lookahead} | {args.chunk} | {stream.latency_ms:.0f} | {cells} | {cost:.3f} |")
+    print("(SDR of the lookahead output against the offline separation of the same audio)")
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("blocks")
+    b.add_argument("--model", default="umx-rt-preview")
+    b.add_argument("--blocks", type=int, default=2000)
+    b.add_argument("--repeats", type=int, default=3)
+    w = sub.add_parser("wiener")
+    w.add_argument("--model", default="umx-rt-preview")
+    w.add_argument("--root", type=Path, required=True)
+    la = sub.add_parser("lookahead")
+    la.add_argument("--model", default="umx-preview")
+    la.add_argument("--root", type=Path, required=True)
+    la.add_argument("--chunk", type=float, default=0.5)
+    la.add_argument("--clips", type=int, default=14, help="validation clips, end to end")
+    args = p.parse_args()
+    {"blocks": cmd_blocks, "wiener": cmd_wiener, "lookahead": cmd_lookahead}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
