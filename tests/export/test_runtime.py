@@ -204,3 +204,17 @@ def test_umxhq_size_graph_runs_without_torch(clip, tmp_path):
     assert error <= 1e-4, f"max abs difference {error:.2e}"
     assert np.abs(expected).max() > 1e-3
     assert 10 * np.log10(np.sum(expected**2) / np.sum((got - expected) ** 2)) >= 80
+
+
+def test_graph_with_external_data_is_refused(mono_graph, tmp_path):
+    """A graph never makes unmix (or onnxruntime) read another file."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load(mono_graph)
+    convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location="w.bin", size_threshold=0
+    )
+    onnx.save(model, tmp_path / "split.onnx")
+    assert (tmp_path / "w.bin").stat().st_size > 0
+    with pytest.raises(UnmixError, match="external data"):
+        OnnxGraph(tmp_path / "split.onnx")

@@ -103,7 +103,11 @@ def _quantize_int8(data: bytes, folder: Path) -> bytes:
 
     source, target = folder / "float.onnx", folder / "int8.onnx"
     source.write_bytes(data)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         quantize_dynamic(source, target, weight_type=QuantType.QInt8)
     return target.read_bytes()

@@ -28,6 +28,43 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _check_self_contained(data: bytes, what: str) -> None:
+    """Refuse a graph whose tensors live in other files (ONNX external data).
+
+    Raises:
+        UnmixError: an unreadable protobuf, or a tensor stored outside the file.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise UnmixError("reading an .onnx model needs onnx: pip install 'unmix[onnx]'") from None
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:
+        raise UnmixError(
+            f"{what} is not a readable ONNX model ({_first_line(exc)}); export one with "
+            "'unmix export'"
+        ) from None
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                tensors += [attr.t, *attr.tensors]
+                graphs += [attr.g, *attr.graphs] if attr.HasField("g") else list(attr.graphs)
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
+            raise UnmixError(
+                f"{what} keeps tensors in other files (ONNX external data); unmix reads only "
+                "self-contained graphs: re-export it with 'unmix export'"
+            )
+
+
 class OnnxGraph:
     """An exported graph, checked and ready to run.
 
@@ -49,17 +86,19 @@ class OnnxGraph:
         if size > MAX_GRAPH_BYTES:
             raise UnmixError(f"{what} is {size / 2**30:.1f} GiB; an unmix graph is under 2 GiB")
         ort = _onnxruntime()
+        data = path.read_bytes()
+        _check_self_contained(data, what)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        try:
+        try:  # from bytes: the runtime never opens another file
             session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own classes for every failure
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc)
             raise UnmixError(
-                f"{what} is not a readable ONNX model ({reason}); export one with 'unmix export'"
+                f"{what} is not a readable ONNX model ({_first_line(exc)}); export one with "
+                "'unmix export'"
             ) from None
         self.info = GraphInfo.from_metadata(session.get_modelmeta().custom_metadata_map, what)
         inputs, outputs = session.get_inputs(), session.get_outputs()

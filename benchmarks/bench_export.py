@@ -1,0 +1,95 @@
+"""ONNX export benchmark: onnxruntime (float32 and int8) against the torch Separator.
+
+A 4-minute stereo mixture of real music (the MUSDB18 preview mixtures back to back) is
+separated at the model rate through the same engine (``unmix.engine.segments``: 60-s
+segments, cross-faded) by the torch :class:`~unmix.separator.Separator` and by the
+exported graph (:class:`~unmix.export.OnnxSeparator`), with the same thread count for
+torch and onnxruntime. Runs alternate (torch, float32, int8, torch, ...); medians are
+reported. Quality: SDR of each ONNX output against the torch output on the whole file.
+
+Models: ``umx-preview`` (the shipped model, trained) and random-weight ``umxhq``-size
+weights (the test suite's scaled weights, so that every layer shapes the output).
+
+    python benchmarks/bench_export.py --seconds 240 --threads 1 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sep_common as common
+from unmix.engine.segments import separate_long
+from unmix.export import OnnxGraph, OnnxSeparator, export_onnx
+from unmix.filtering import WienerSettings
+from unmix.hub.loading import load_separator
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2)))
+
+
+def run_model(name: str, source: str | Path, audio: np.ndarray, args, tmp: Path) -> list[str]:
+    torch_sep = load_separator(source, wiener=WienerSettings(niter=1), device="cpu")
+    runners = {"torch": torch_sep}
+    for quant in ("none", "int8"):
+        path = tmp / f"{name}-{quant}.onnx"
+        started = time.perf_counter()
+        export_onnx(torch_sep, path, quantize=quant)
+        print(f"{name}: export {quant} {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        label = "onnxruntime float32" if quant == "none" else "onnxruntime int8"
+        runners[label] = OnnxSeparator(OnnxGraph(path, threads=args.threads))
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    outputs: dict[str, np.ndarray] = {}
+    torch.set_num_threads(args.threads)
+    for _ in range(args.repeats):
+        for label, sep in runners.items():
+            started = time.perf_counter()
+            outputs[label] = separate_long(sep, audio)
+            times[label].append(time.perf_counter() - started)
+            print(f"{name} {label}: {times[label][-1]:.1f} s", file=sys.stderr)
+    base = statistics.median(times["torch"])
+    rows = []
+    for label, values in times.items():
+        median = statistics.median(values)
+        quality = "—" if label == "torch" else f"{sdr(outputs['torch'], outputs[label]):.1f}"
+        rows.append(
+            f"| {name} | {label} | {median:.1f} | {audio.shape[1] / 44100 / median:.1f}× | "
+            f"{base / median:.2f}× | {quality} |"
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=240.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=["umx-preview", "umxhq-size"])
+    args = parser.parse_args()
+    audio = common.music(args.seconds).astype(np.float32)
+    print(f"machine: {common.machine()}", file=sys.stderr)
+    rows = [
+        "| model | runner | s (median) | × real time | vs torch | SDR vs torch (dB) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            source: str | Path = name
+            if name == "umxhq-size":
+                source = common.write_model_folder(Path(tmp) / "umxhq")
+            rows += run_model(name, source, audio, args, Path(tmp))
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
