@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -109,7 +110,11 @@ def _quantize_int8(data: bytes, folder: Path) -> bytes:
         contextlib.redirect_stderr(io.StringIO()),
     ):
         warnings.simplefilter("ignore")
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        logging.disable(logging.WARNING)  # the quantiser warns about every non-float tensor
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
     return target.read_bytes()
 
 
