@@ -92,9 +92,10 @@ def _pass_through(separator: torch.nn.Module) -> None:
 def test_a_pass_through_model_delays_by_exactly_latency(lookahead: float | None) -> None:
     separator = tiny_separator("44k-stereo", unidirectional=lookahead is None, niter=0)
     _pass_through(separator)
-    stream = StreamSeparator(separator, lookahead=lookahead, chunk=0.05)
-    audio = music_like(2, N)
-    out = run_stream(stream, audio, random_sizes(N, seed=7))
+    # short chunks and context: many windows that start after the beginning
+    stream = StreamSeparator(separator, lookahead=lookahead, chunk=0.01, context=0.03)
+    audio = music_like(2, 4 * N)
+    out = run_stream(stream, audio, random_sizes(4 * N, seed=7))
     delayed = np.pad(audio, ((0, 0), (stream.latency, 0)))
     assert np.abs(out[0] - delayed).max() <= 1e-5
 

@@ -79,7 +79,7 @@ class LookaheadEngine:
             window = history[:, lo - start : (chunk + 1) * B + self.lookahead - start]
             with torch.inference_mode():
                 stems = self.separator(window[None])[0]  # (J', C, T)
-            outputs.append(stems[..., chunk * B - lo : (chunk + 1) * B])
+            outputs.append(stems[..., chunk * B - lo : (chunk + 1) * B - lo])
             chunk += 1
         keep_from = max(0, chunk * B - self.context)
         history = history[:, keep_from - start :].clone()
