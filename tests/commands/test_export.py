@@ -99,3 +99,22 @@ def test_corrupt_graph_for_separate(capsys, clip, tmp_path):
     )
     assert code == 1 and "not a readable ONNX model" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.wav"))
+
+
+def test_step_graph_from_the_command_line(capsys, tmp_path):
+    config = ModelConfig(
+        n_fft=512, n_hop=128, hidden_size=8, nb_layers=1, max_bin=100, unidirectional=True
+    )
+    model = get_architecture("umx").build(config)
+    randomize(model, 3)
+    folder = save_model(tmp_path / "causal", config, model)
+    code, out, err = cli(
+        capsys, "export", "--model", str(folder), "--out", str(tmp_path / "s.onnx"), "--step"
+    )
+    assert code == 0, err
+    assert "step graph" in out and "128 samples per call" in out
+    code, _, err = cli(
+        capsys, "export", "--model", "umx-preview", "--out", str(tmp_path / "b.onnx"), "--step"
+    )
+    assert code == 1 and "bidirectional" in err and err.count("\n") == 1
+    assert not (tmp_path / "b.onnx").exists()

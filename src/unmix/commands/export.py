@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UnmixError
 from ..export.driver import QUANTIZATIONS, export_onnx
+from ..export.step_export import export_step_onnx
 from ..hub.registry import DEFAULT_MODEL
 from .common import add_wiener_options, separator_from_args
 
@@ -49,6 +50,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=QUANTIZATIONS,
         help="int8: dynamic int8 quantisation of the weights (faster, slightly worse)",
     )
+    p.add_argument(
+        "--step",
+        action="store_true",
+        help=(
+            "export a causal (unidirectional) model's step graph: one hop of audio and the "
+            "state in, stems and state out (docs/export.md)"
+        ),
+    )
     group = p.add_argument_group("separation settings baked into the graph")
     add_wiener_options(group)
     p.set_defaults(run=run, device="cpu")
@@ -63,6 +72,15 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_file():
         raise UnmixError(f"{out} exists and is not a file; choose another name")
     separator = separator_from_args(args)
+    if args.step:
+        if args.quantize != "none":
+            raise UnmixError("--quantize applies to the whole-song graph, not to --step")
+        error = export_step_onnx(separator, out, nb_channels=args.channels)
+        print(
+            f"{args.model} -> {out} (step graph, ONNX opset 17; {separator.config.n_hop} samples "
+            f"per call; max difference to the causal engine {error:.2g})"
+        )
+        return 0
     error = export_onnx(
         separator, out, nb_channels=args.channels, quantize=args.quantize, model_name=args.model
     )
