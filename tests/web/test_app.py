@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import io
 import json
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -296,3 +298,29 @@ def test_full_disk_during_upload(
     response = post(c, clip)
     assert response.status_code == 507 and "disk is full" in response.json()["error"]
     assert files_in(tmp_path / "jobs") == []
+
+
+def test_delete_stops_a_running_job(
+    make_app: Any, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = threading.Event()
+
+    def endless(*args: Any, progress: Any = None, **kwargs: Any) -> None:
+        started.set()
+        while True:  # a separation that only ends when its progress callback raises
+            progress(0.0)
+            time.sleep(0.01)
+
+    monkeypatch.setattr("unmix.web.worker.separate_file", endless)
+    with TestClient(make_app()) as c:
+        job_id = post(c, clip).json()["id"]
+        assert started.wait(60)
+        assert c.get(f"/api/jobs/{job_id}").json()["state"] == "running"
+        assert c.delete(f"/api/jobs/{job_id}").status_code == 204
+        assert c.get(f"/api/jobs/{job_id}").status_code == 404
+        deadline = time.monotonic() + 30
+        while files_in(tmp_path / "jobs") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert files_in(tmp_path / "jobs") == []
+        # the worker goes on with the next job
+        assert post(c, clip).status_code == 202

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import zipfile
@@ -50,14 +51,16 @@ class _Pending(io.RawIOBase):
 def zip_stream(files: dict[str, Path]) -> Iterator[bytes]:
     """The bytes of a zip (stored, not compressed) holding ``files`` as ``name → path``.
 
-    Files are opened one after the other; one already opened stays readable if the job
-    expires meanwhile (POSIX).
+    Every file is opened before the first byte is sent, so the zip stays whole if the job
+    expires or is deleted meanwhile (POSIX: open files outlive their names).
     """
     sink = _Pending()
-    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:
-        for name, path in files.items():
-            with open(path, "rb") as src, archive.open(name, "w", force_zip64=True) as dst:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-                    yield sink.take()
+    with contextlib.ExitStack() as stack:
+        sources = {name: stack.enter_context(open(path, "rb")) for name, path in files.items()}
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:
+            for name, src in sources.items():
+                with archive.open(name, "w", force_zip64=True) as dst:
+                    while chunk := src.read(CHUNK):
+                        dst.write(chunk)
+                        yield sink.take()
     yield sink.take()

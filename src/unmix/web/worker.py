@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import queue
 import shutil
 import threading
 from collections.abc import Callable
@@ -72,9 +71,9 @@ def public_message(message: str, job: Job) -> str:
     )
 
 
-def check_space(job: Job, seconds: float, rate: int, channels: int) -> None:
-    """Refuse a job whose stems would not fit on the jobs disk."""
-    need = int(seconds * rate * channels * OUTPUT_BYTES[job.fmt] * len(job.targets))
+def check_space(job: Job, seconds: float, rate: int, channels: int, nb_stems: int) -> None:
+    """Refuse a job whose ``nb_stems`` stems would not fit on the jobs disk."""
+    need = int(seconds * rate * channels * OUTPUT_BYTES[job.fmt] * nb_stems)
     free = shutil.disk_usage(job.folder).free
     if free < need + DISK_MARGIN:
         raise UnmixError(
@@ -85,7 +84,7 @@ def check_space(job: Job, seconds: float, rate: int, channels: int) -> None:
 
 
 class Worker:
-    """Runs the store's queued jobs on one thread and sweeps expired jobs between them.
+    """Runs the store's queued jobs on one thread; a second thread deletes expired jobs.
 
     Args:
         store: where jobs come from.
@@ -105,30 +104,35 @@ class Worker:
         self.separators = separators
         self.plan = plan
         self.sweep_every = sweep_every
-        self._thread = threading.Thread(target=self._loop, name="unmix-worker", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, name="unmix-worker", daemon=True),
+            threading.Thread(target=self._sweep, name="unmix-expiry", daemon=True),
+        ]
         self._stop = threading.Event()
 
     def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
+        """Start the separating thread and the expiry thread."""
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Cancel the running job and end the thread."""
+        """Cancel the running job and end the threads."""
         self._stop.set()
         for job in self.store.jobs():
             job.cancelled.set()
         self.store.pending.put(None)
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                job = self.store.pending.get(timeout=self.sweep_every)
-            except queue.Empty:
-                job = None
-            self.store.sweep()
+            job = self.store.pending.get()
             if job is not None and not job.cancelled.is_set() and not self._stop.is_set():
                 self.run(job)
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self.sweep_every):
+            self.store.sweep()
 
     def run(self, job: Job) -> None:
         """Separate ``job``; every outcome ends in :meth:`JobStore.finish`."""
@@ -154,7 +158,7 @@ class Worker:
         separator = self.separators.get(job.targets)
         meta = audio_io.info(job.input)
         total = meta.duration or 0.0
-        check_space(job, total, meta.sample_rate, meta.nb_channels)
+        check_space(job, total, meta.sample_rate, meta.nb_channels, len(separator.output_names))
         done = 0.0
 
         def progress(seconds: float) -> None:
