@@ -53,13 +53,22 @@ def leftovers(folder: Path) -> list[str]:
     """Temporary or hidden files that a finished run must not leave behind."""
     if not folder.exists():
         return []
-    return [str(p) for p in folder.rglob("*") if p.name.startswith(".") or ".part" in p.name]
+    return [
+        str(p)
+        for p in folder.rglob("*")
+        if (p.name.startswith(".") and p.name != ".unmix.json") or ".part" in p.name
+    ]  # .unmix.json: the settings record of the outputs (docs/separation.md)
+
+
+#: the layout before OUT/<model>/ was added, so that paths below stay short
+OLD_LAYOUT = ("--filename", "{track}/{stem}.{ext}")
 
 
 def separate(inp: Path, out: Path, model: Path, capsys, *extra: str) -> tuple[int, str]:
     return run_cli(
-        ["separate", str(inp), "--model", str(model), "--out-dir", str(out), "-q", *extra], capsys
-    )
+        ["separate", str(inp), "--model", str(model), "--out-dir", str(out), "-q", *OLD_LAYOUT,
+         *extra], capsys,
+    )  # fmt: skip
 
 
 # (case name, maker, expected: "error" with a message fragment, or "ok")
@@ -234,7 +243,7 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path, tiny_8k_model):
     out = tmp_path / "out"
     script = (
         "import resource, subprocess, sys\n"
-        f"r = subprocess.run({_cli('separate', str(inp), '--model', str(tiny_8k_model), '--out-dir', str(out), '-q', '--format', 'flac')!r}, capture_output=True)\n"
+        f"r = subprocess.run({_cli('separate', str(inp), '--model', str(tiny_8k_model), '--out-dir', str(out), '-q', '--format', 'flac', *OLD_LAYOUT)!r}, capture_output=True)\n"
         "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         "sys.stderr.write(r.stderr.decode())\n"
     )
@@ -255,7 +264,16 @@ def test_ctrl_c_leaves_only_complete_stems(tmp_path, tiny_8k_model):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        _cli("separate", str(inp), "--model", str(tiny_8k_model), "--out-dir", str(out), "-q"),
+        _cli(
+            "separate",
+            str(inp),
+            "--model",
+            str(tiny_8k_model),
+            "--out-dir",
+            str(out),
+            "-q",
+            *OLD_LAYOUT,
+        ),
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -277,7 +295,15 @@ def test_two_runs_on_one_output_folder_do_not_corrupt_it(tmp_path, tiny_8k_model
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = _cli(
-        "separate", str(inp), "--model", str(tiny_8k_model), "--out-dir", str(out), "-q", "--force"
+        "separate",
+        str(inp),
+        "--model",
+        str(tiny_8k_model),
+        "--out-dir",
+        str(out),
+        "-q",
+        "--force",
+        *OLD_LAYOUT,
     )
     procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     for p in procs:
