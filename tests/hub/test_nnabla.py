@@ -195,9 +195,10 @@ def test_cli_separates_with_an_h5_folder_and_a_zip(tmp_path, monkeypatch):
             zf.write(path, f"umx/{path.name}")  # a top-level folder inside the zip
     wav = _wav(tmp_path)
     for model, out in ((folder, "out-dir"), (archive, "out-zip")):
-        code = main(["separate", str(wav), "--model", str(model), "--out-dir", str(tmp_path / out)])
+        argv = ["separate", str(wav), "--model", str(model), "--out-dir", str(tmp_path / out)]
+        code = main([*argv, "--filename", "{track}/{stem}.{ext}"])  # the same folder for both
         assert code == 0
-        written = sorted(p.name for p in (tmp_path / out / "song").iterdir())
+        written = sorted(p.name for p in (tmp_path / out / "song").glob("*.wav"))
         assert written == sorted(f"{t}.wav" for t in TARGETS)
     a, _ = sf.read(tmp_path / "out-dir" / "song" / "bass.wav")
     b, _ = sf.read(tmp_path / "out-zip" / "song" / "bass.wav")

@@ -213,6 +213,7 @@ def test_convert_and_separate_x_umx_h5(tmp_path, capsys):
     audio_io.write(wav, (0.1 * rng.standard_normal((2, 22050))).astype(np.float32), 44100)
     for model, out in ((h5, "a"), (dest, "b")):
         args = ["separate", str(wav), "--model", str(model), "--targets", "vocals", "drums"]
+        args += ["--filename", "{track}/{stem}.{ext}"]  # the same folder for both models
         assert main([*args, "--out-dir", str(tmp_path / out)]) == 0
     for target in ("vocals", "drums"):
         a, _ = audio_io.read(tmp_path / "a" / "mix" / f"{target}.wav")
