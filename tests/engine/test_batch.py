@@ -293,3 +293,25 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path, slow_input):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert files(out) == ["model/hour/other.wav", "model/hour/vocals.wav"]
+
+
+def test_sigterm_stops_parallel_jobs_and_keeps_nothing(tmp_path, slow_input):
+    """-j 2: both running files stop at their next segment; no stem, no temporary file."""
+    model, inp = slow_input
+    second = tmp_path / "again.flac"
+    second.symlink_to(inp)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "unmix", "separate", str(inp), str(second), "-n", str(model)]
+    proc = subprocess.Popen(
+        [*argv, "-o", str(out), "-q", "-j", "2"], stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.part"))) < 4 and time.monotonic() < deadline:
+        assert proc.poll() is None, "separation ended before it could be stopped"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    assert files(out) == [] and not list(out.rglob("*.part"))
