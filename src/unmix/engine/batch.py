@@ -290,70 +290,83 @@ def separate_files(
     batch = (
         inputs if isinstance(inputs, BatchPlan) else plan_batch(inputs, options or OutputOptions())
     )
-    options, stop, lock = batch.options, Stop(), threading.Lock()
-    listener = SerializedListener(listener or BatchListener(), stop, lock)
-    plan = plan or plan_segments(separator)
-    file_names = options.names()
-    names = output_names(separator, options.rename)
-    settings = batch_settings(separator, options, plan, names)
-    result = BatchResult(failed=len(batch.errors), nb_inputs=batch.nb_inputs)
-    prepare_out_dir(options.out_dir)
-    remove_stale_temporaries(options.out_dir)
-    claimed: dict[Path, Job] = {}
+    if batch.options.jobs < 1:
+        raise UnmixError(f"jobs must be >= 1, got {batch.options.jobs}")
+    runner = _Runner(separator, batch, plan or plan_segments(separator), listener)
+    prepare_out_dir(batch.options.out_dir)
+    remove_stale_temporaries(batch.options.out_dir)
+    run_parallel(batch.jobs, runner.prepare, runner.run, batch.options.jobs, runner.stop)
+    return runner.result
 
-    def refusal(job: Job, files: dict[Path, tuple[str, ...]]) -> str | None:
+
+class _Runner:
+    """The state of one :func:`separate_files` call: decisions on this thread, jobs on
+    worker threads (results and listener calls under one lock)."""
+
+    def __init__(
+        self, separator: Separator, batch: BatchPlan, plan: SegmentPlan,
+        listener: BatchListener | None,
+    ) -> None:  # fmt: skip
+        self.separator, self.options, self.plan = separator, batch.options, plan
+        self.stop, self.lock = Stop(), threading.Lock()
+        self.listener = SerializedListener(listener or BatchListener(), self.stop, self.lock)
+        self.file_names = self.options.names()
+        self.names = output_names(separator, self.options.rename)
+        self.settings = batch_settings(separator, self.options, plan, self.names)
+        self.result = BatchResult(failed=len(batch.errors), nb_inputs=batch.nb_inputs)
+        self.claimed: dict[Path, Job] = {}
+
+    def refusal(self, job: Job, files: dict[Path, tuple[str, ...]]) -> str | None:
         """Why ``job`` must not write ``files``, if it must not."""
         if not is_stdin(job.path) and any(_same_file(job.path, o) for o in files):
             return (
                 f"{job.label}: its stems would replace the input itself; choose another --out-dir"
             )
-        other = next((claimed[o] for o in files if o in claimed), None)
+        other = next((self.claimed[o] for o in files if o in self.claimed), None)
         if other is not None:
             return f"{job.label}: its stems would overwrite those of {other.label}"
         return None
 
-    def prepare(job: Job) -> dict[Path, tuple[str, ...]] | None:
+    def prepare(self, job: Job) -> dict[Path, tuple[str, ...]] | None:
         """The outputs to write for ``job`` (None: nothing to run; failures reported)."""
         try:
-            files = file_names.files(options.out_dir, job.track, names)
+            files = self.file_names.files(self.options.out_dir, job.track, self.names)
         except UnmixError as exc:
-            _fail(job, f"{job.label}: {exc}")
+            self.fail(job, f"{job.label}: {exc}")
             return None
         for folder in {o.parent for o in files}:
             remove_stale_temporaries(folder)
-        message = refusal(job, files)
-        claimed.update(dict.fromkeys(files, job))
-        decision = _decide(job, files, settings, options.force)
+        message = self.refusal(job, files)
+        self.claimed.update(dict.fromkeys(files, job))
+        decision = _decide(job, files, self.settings, self.options.force)
         message = message or decision.conflict
         if message is not None:
-            _fail(job, message)
+            self.fail(job, message)
             return None
         if not decision.write:
-            listener.skipped(job, decision.kept[0])
-            result.skipped.append(job)
+            self.listener.skipped(job, decision.kept[0])
+            self.result.skipped.append(job)
             return None
         if decision.kept:
-            listener.kept(job, decision.kept)
+            self.listener.kept(job, decision.kept)
         return decision.write
 
-    def _fail(job: Job, message: str) -> None:
-        listener.failed(job, message)
-        with lock:
-            result.failed += 1
+    def fail(self, job: Job, message: str) -> None:
+        self.listener.failed(job, message)
+        with self.lock:
+            self.result.failed += 1
 
-    def run(job: Job, write: dict[Path, tuple[str, ...]]) -> None:
+    def run(self, job: Job, write: dict[Path, tuple[str, ...]]) -> None:
+        """Separate ``job`` into ``write`` (on a worker thread when ``jobs > 1``)."""
         started = time.perf_counter()
         try:
-            report = _run_job(separator, job, options, plan, listener, write, names)
-            record.record(report.outputs, settings)
+            report = _run_job(
+                self.separator, job, self.options, self.plan, self.listener, write, self.names
+            )
+            record.record(report.outputs, self.settings)
         except Exception as exc:  # one broken file must not stop a batch
-            _fail(job, _message(job, exc))
+            self.fail(job, _message(job, exc))
         else:
-            with lock:
-                result.reports[job.path] = report
-            listener.finished(job, report, time.perf_counter() - started)
-
-    if options.jobs < 1:
-        raise UnmixError(f"jobs must be >= 1, got {options.jobs}")
-    run_parallel(batch.jobs, prepare, run, options.jobs, stop)
-    return result
+            with self.lock:
+                self.result.reports[job.path] = report
+            self.listener.finished(job, report, time.perf_counter() - started)
