@@ -38,7 +38,7 @@ class SeparationGraph(nn.Module):
     def forward(self, mixture: Tensor) -> Tensor:
         """Separate ``(nb_channels, nb_samples)`` (``nb_samples > n_fft // 2``) → ``(J', C, nb_samples)``."""
         spec = self.stft(mixture)  # (C, N, F, 2)
-        xr, xi = spec[..., 0], spec[..., 1]
+        xr, xi = spec.unbind(-1)
         mag = torch.sqrt(xr * xr + xi * xi)  # (C, N, F)
         if self.mono_model:
             mag = mag.mean(dim=0, keepdim=True)

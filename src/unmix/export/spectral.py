@@ -64,16 +64,12 @@ def inverse_real_frames(spec: Tensor, n_fft: int) -> Tensor:
     batch, _, nb_bins, _ = spec.shape
     if batch % 2:
         spec = torch.cat([spec, torch.zeros_like(spec[:1])])
-    pairs = spec.reshape(-1, 2, *spec.shape[1:])
-    x0r, x0i, x1r, x1i = (
-        pairs[:, 0, ..., 0],
-        pairs[:, 0, ..., 1],
-        pairs[:, 1, ..., 0],
-        pairs[:, 1, ..., 1],
-    )
+    first, second = spec.reshape(-1, 2, *spec.shape[1:]).unbind(1)
+    (x0r, x0i), (x1r, x1i) = first.unbind(-1), second.unbind(-1)
     low = torch.stack([x0r - x1i, x0i + x1r], dim=-1)
-    mirror = torch.arange(nb_bins - 2, 0, -1)
-    high = torch.stack([x0r + x1i, x1r - x0i], dim=-1).index_select(2, mirror)
+    inner = slice(1, nb_bins - 1)
+    high = torch.stack([x0r[..., inner] + x1i[..., inner], x1r[..., inner] - x0i[..., inner]], -1)
+    high = torch.flip(high, [2])
     full = torch.cat([low, high], dim=2)  # (B/2, N, n_fft, 2)
     frames: Tensor = _InverseDft.apply(full, n_fft)  # type: ignore[no-untyped-call]
     frames = frames.permute(0, 3, 1, 2).reshape(-1, frames.shape[1], n_fft)

@@ -69,24 +69,25 @@ def _amplitudes(V: Tensor, mix: Pair, settings: WienerSettings) -> tuple[Tensor,
 
 def _stats(y: Pair) -> tuple[Tensor, Tensor, Pair]:
     """``|y_0|², |y_1|²`` ``(W, J, L, F)`` and ``Σ_n y_0 y_1*`` ``(W, J, 1, F)``."""
-    yr, yi = y
-    p0 = yr[:, :, 0] ** 2 + yi[:, :, 0] ** 2
-    p1 = yr[:, :, 1] ** 2 + yi[:, :, 1] ** 2
-    cr = yr[:, :, 0] * yr[:, :, 1] + yi[:, :, 0] * yi[:, :, 1]
-    ci = yi[:, :, 0] * yr[:, :, 1] - yr[:, :, 0] * yi[:, :, 1]
+    (y0r, y1r), (y0i, y1i) = y[0].unbind(2), y[1].unbind(2)
+    p0 = y0r * y0r + y0i * y0i
+    p1 = y1r * y1r + y1i * y1i
+    cr = y0r * y1r + y0i * y1i
+    ci = y0i * y1r - y0r * y1i
     return p0, p1, (cr.sum(dim=-2, keepdim=True), ci.sum(dim=-2, keepdim=True))
 
 
 def _stats_from_amplitudes(a: Tensor, carrier: Pair, unit: bool) -> tuple[Tensor, Tensor, Pair]:
     """:func:`_stats` of ``a · carrier`` without forming the product."""
-    ur, ui = carrier
-    a0, a1 = a[:, :, 0], a[:, :, -1]
+    (u0r, u1r), (u0i, u1i) = carrier[0].unbind(2), carrier[1].unbind(2)
+    # a one-channel model's amplitudes serve both channels
+    a0, a1 = a.unbind(2) if a.shape[2] == 2 else (a[:, :, 0], a[:, :, 0])
     p0, p1 = a0 * a0, a1 * a1
     if not unit:
-        p0 = p0 * (ur[:, :, 0] ** 2 + ui[:, :, 0] ** 2)
-        p1 = p1 * (ur[:, :, 1] ** 2 + ui[:, :, 1] ** 2)
-    cross_r = ur[:, :, 0] * ur[:, :, 1] + ui[:, :, 0] * ui[:, :, 1]
-    cross_i = ui[:, :, 0] * ur[:, :, 1] - ur[:, :, 0] * ui[:, :, 1]
+        p0 = p0 * (u0r * u0r + u0i * u0i)
+        p1 = p1 * (u1r * u1r + u1i * u1i)
+    cross_r = u0r * u1r + u0i * u1i
+    cross_i = u0i * u1r - u0r * u1i
     prod = a0 * a1
     c01 = ((prod * cross_r).sum(dim=-2, keepdim=True), (prod * cross_i).sum(dim=-2, keepdim=True))
     return p0, p1, c01
@@ -107,8 +108,7 @@ def _em_step_stereo(
     s01r = (v * r01r).sum(dim=1, keepdim=True)
     s01i = (v * r01i).sum(dim=1, keepdim=True)
     inv_det = (1.0 / scale) / (s00 * s11 - (s01r * s01r + s01i * s01i))
-    xr, xi = mix
-    x0r, x0i, x1r, x1i = xr[:, :, 0], xi[:, :, 0], xr[:, :, 1], xi[:, :, 1]
+    (x0r, x1r), (x0i, x1i) = mix[0].unbind(2), mix[1].unbind(2)
     z0r = (s11 * x0r - (s01r * x1r - s01i * x1i)) * inv_det
     z0i = (s11 * x0i - (s01r * x1i + s01i * x1r)) * inv_det
     z1r = (s00 * x1r - (s01r * x0r + s01i * x0i)) * inv_det
