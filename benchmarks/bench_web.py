@@ -145,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--speed-only", action="store_true", help="skip the memory part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -155,6 +156,8 @@ def main() -> None:
         engine, server = speed(song, args.rounds, work)
         e, s = statistics.median(engine), statistics.median(server)
         print(f"median: engine {e:.2f} s, server {s:.2f} s, overhead {100 * (s / e - 1):+.1f} %")
+        if args.speed_only:
+            return
         print(f"peak RSS: unmix separate {peak_cli(song, work):.0f} MB, "
               f"unmix serve (song + 10 uploads) {peak_server(song, work):.0f} MB")  # fmt: skip
 
