@@ -129,3 +129,16 @@ def test_settings_that_change_the_audio_are_recorded(tmp_path, models, song):
     result = separate_files(sep, [song], again)
     assert result.failed == 1 and not result.skipped
     assert len(separate_files(sep, [song], options).skipped) == 1
+
+
+def test_a_changed_input_with_the_same_name_is_not_taken_for_the_old_one(
+    capsys, tmp_path, models, song
+):
+    out = tmp_path / "out"
+    args = [str(song), "-n", str(models["tiny"]), "-o", str(out), "-q"]
+    assert run(capsys, *args)[0] == 0
+    audio, rate = sf.read(song)
+    sf.write(song, 0.5 * audio, rate, subtype="FLOAT")  # re-exported, same name
+    code, _, err = run(capsys, *args)
+    assert code == 1 and "was made with other settings (input " in err
+    assert record.fingerprint(song) is not None and record.fingerprint(tmp_path) is None

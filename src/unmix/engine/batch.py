@@ -315,6 +315,16 @@ class _Runner:
         self.settings = batch_settings(separator, self.options, plan, self.names)
         self.result = BatchResult(failed=len(batch.errors), nb_inputs=batch.nb_inputs)
         self.claimed: dict[Path, Job] = {}
+        self.inputs: dict[Path, str | None] = {}
+
+    def job_settings(self, job: Job) -> dict[str, Any]:
+        """The batch's settings and which input (its fingerprint: a changed input with the
+        same name does not match)."""
+        with self.lock:
+            if job.path not in self.inputs:  # once, before the job runs
+                stdin = is_stdin(job.path)
+                self.inputs[job.path] = None if stdin else record.fingerprint(job.path)
+            return {**self.settings, "input": self.inputs[job.path]}
 
     def refusal(self, job: Job, files: dict[Path, tuple[str, ...]]) -> str | None:
         """Why ``job`` must not write ``files``, if it must not."""
@@ -338,7 +348,7 @@ class _Runner:
             remove_stale_temporaries(folder)
         message = self.refusal(job, files)
         self.claimed.update(dict.fromkeys(files, job))
-        decision = _decide(job, files, self.settings, self.options.force)
+        decision = _decide(job, files, self.job_settings(job), self.options.force)
         message = message or decision.conflict
         if message is not None:
             self.fail(job, message)
@@ -363,7 +373,7 @@ class _Runner:
             report = _run_job(
                 self.separator, job, self.options, self.plan, self.listener, write, self.names
             )
-            record.record(report.outputs, self.settings)
+            record.record(report.outputs, self.job_settings(job))
         except Exception as exc:  # one broken file must not stop a batch
             self.fail(job, _message(job, exc))
         else:

@@ -9,6 +9,7 @@ separations) or *unknown* (no record: refused the same way, since nothing says i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -22,6 +23,8 @@ from ..fileio import atomic_write_text
 RECORD_NAME = ".unmix.json"
 #: largest record read back (bytes); a bigger one is treated as unreadable
 MAX_RECORD_BYTES = 4 * 2**20
+#: bytes hashed at each end of an input to tell a changed input from the same one
+FINGERPRINT_BYTES = 2**20
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()  # one read-modify-write at a time (parallel jobs share folders)
@@ -70,6 +73,25 @@ def record(outputs: list[Path], settings: Settings) -> None:
             files.update(dict.fromkeys(names, value))
             text = json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True)
             atomic_write_text(folder / RECORD_NAME, text + "\n")
+
+
+def fingerprint(path: Path) -> str | None:
+    """``size:sha256`` of the first and last MiB of a regular file (cheap for any length,
+    and it changes when the audio is re-encoded or replaced); ``None`` for stdin, pipes and
+    unreadable files."""
+    try:
+        if not path.is_file():
+            return None
+        size = path.stat().st_size
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            digest.update(fh.read(FINGERPRINT_BYTES))
+            if size > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+                digest.update(fh.read(FINGERPRINT_BYTES))
+    except OSError:
+        return None
+    return f"{size}:{digest.hexdigest()[:16]}"
 
 
 def differences(old: Settings, new: Settings) -> list[str]:
