@@ -1,20 +1,27 @@
 """Catalog benchmark: ``unmix separate --engine ray`` against the plain CLI on the same files.
 
-Every case is one ``unmix separate`` process, timed wall clock from start to exit, on the
-MUSDB18 preview mixtures (6.8 s each) with the shipped ``umx-preview`` model:
+Every case is one ``unmix separate`` process on the same ``--files`` MUSDB18 preview mixtures
+(6.8 s each) with the shipped ``umx-preview`` model:
 
 * ``plain``: the plain CLI, one thread (``--threads 1``);
 * ``ray1``: ``--engine ray --workers 1 --threads-per-worker 1`` (a local cluster started by
   the command itself);
 * ``ray2``: the same with ``--workers 2``.
 
-Each case runs on ``N`` and on ``2N`` files; the difference of the two wall times is the cost
-of ``N`` more files with every fixed cost (Python and Ray start-up, model loading) taken
-out, so ``N * 6.8 s / (T(2N) - T(N))`` is the steady throughput (× real time) of a long
-catalog run (the median of the per-repeat differences). Cases alternate, ``--repeats``
-times; medians are reported.
+Two figures per run:
 
-    python benchmarks/bench_catalog.py --files 12 --repeats 3
+* **wall**: the whole process, start-up included (Python, Ray, model loading);
+* **steady**: audio seconds per wall second once files flow, with every fixed cost left
+  out. Ray: from the ledger, the audio of every file after the first divided by the time
+  between the first and the last file's ``finished`` (so everything Ray does between files
+  counts). Plain: the same files' audio divided by the sum of their own times (from the
+  CLI's per-file result lines; the plain CLI does nothing between files).
+
+Cases alternate, ``--repeats`` times; medians are reported. Ray workers run at nice 0 like
+the plain CLI (``RAY_worker_niceness=0``; Ray's default of 15 would handicap them on a
+machine shared with other jobs).
+
+    python benchmarks/bench_catalog.py --files 16 --repeats 3
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -38,55 +46,68 @@ CASES = {
     "ray1": ["--engine", "ray", "--workers", "1", "--threads-per-worker", "1"],
     "ray2": ["--engine", "ray", "--workers", "2", "--threads-per-worker", "1"],
 }
+#: the plain CLI's result line: "(6.8 s at 44100 Hz, 2 ch, 15.5x real time)"
+RESULT = re.compile(r"\(([\d.]+) s at \d+ Hz, \d ch, ([\d.]+)x real time")
 
 
-def run_case(name: str, clips: list[Path], work: Path) -> float:
-    """Wall seconds of one ``unmix separate`` process on ``clips``."""
-    inputs = work / f"in-{name}-{len(clips)}"
-    out = work / f"out-{name}-{len(clips)}"
-    shutil.rmtree(inputs, ignore_errors=True)
-    shutil.rmtree(out, ignore_errors=True)
+def steady_plain(stdout: str) -> float:
+    """Audio seconds per second of the files after the first, from the result lines."""
+    files = [(float(s), float(s) / float(x)) for s, x in RESULT.findall(stdout)][1:]
+    return sum(a for a, _ in files) / sum(t for _, t in files)
+
+
+def steady_ray(ledger: Path) -> float:
+    """Audio seconds per second between the first and the last finished file."""
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    files = sorted((r for r in lines if r["kind"] == "file"), key=lambda r: r["finished"])
+    return sum(r["seconds"] for r in files[1:]) / (files[-1]["finished"] - files[0]["finished"])
+
+
+def run_case(name: str, clips: list[Path], work: Path) -> tuple[float, float]:
+    """``(wall seconds, steady real-time factor)`` of one ``unmix separate`` process."""
+    inputs, out = work / f"in-{name}", work / f"out-{name}"
+    for folder in (inputs, out):
+        shutil.rmtree(folder, ignore_errors=True)
     inputs.mkdir()
     for clip in clips:  # symlinks: the same bytes, a fresh folder per case
         (inputs / clip.name).symlink_to(clip)
     cmd = [sys.executable, "-m", "unmix", "separate", str(inputs), "--model", "umx-preview",
-           "--out-dir", str(out), "-q", *CASES[name]]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+           "--out-dir", str(out), *CASES[name]]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_worker_niceness": "0"}
     started = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    done = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    steady = steady_plain(done.stdout) if name == "plain" else steady_ray(out / "unmix-run.jsonl")
+    return wall, steady
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=12, help="N (the cases also run 2N)")
+    parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
-    clips = sorted(CLIPS.glob("*.stem.mp4"))[: 2 * args.files]
-    if len(clips) < 2 * args.files:
-        sys.exit(f"need {2 * args.files} clips in {CLIPS}")
-    audio = 6.8 * args.files
-    times: dict[tuple[str, int], list[float]] = {}
+    clips = sorted(CLIPS.glob("*.stem.mp4"))[: args.files]
+    if len(clips) < args.files:
+        sys.exit(f"need {args.files} clips in {CLIPS}")
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in args.cases}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for name in args.cases:
-                for n in (args.files, 2 * args.files):
-                    load = os.getloadavg()[0]
-                    seconds = run_case(name, clips[:n], Path(tmp))
-                    times.setdefault((name, n), []).append(seconds)
-                    print(f"{name} {n} files: {seconds:.1f} s (load {load:.1f})", flush=True)
-    result = {}
-    for name in args.cases:
-        smalls, larges = times[name, args.files], times[name, 2 * args.files]
-        marginal = statistics.median(b - a for a, b in zip(smalls, larges, strict=True))
-        result[name] = {
-            "wall_N": statistics.median(smalls),
-            "wall_2N": statistics.median(larges),
-            "marginal_s": marginal,
-            "steady_rtf": audio / marginal if marginal > 0 else float("inf"),
-            "fixed_s": statistics.median(smalls) - marginal,
+                load = os.getloadavg()[0]
+                wall, steady = run_case(name, clips, Path(tmp))
+                runs[name].append((wall, steady))
+                print(
+                    f"{name}: wall {wall:.1f} s, steady {steady:.2f}x (load {load:.1f})", flush=True
+                )
+    result = {
+        name: {
+            "wall_s": statistics.median(w for w, _ in values),
+            "steady_rtf": statistics.median(s for _, s in values),
+            "runs": values,
         }
+        for name, values in runs.items()
+    }
     print(json.dumps(result, indent=1))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,7 @@ def test_worker_records_done_and_failed(tmp_path: Path, catalog_model: Path, cli
     )
     assert len(good.outputs) == 2
     assert good.sha256 is not None and len(good.sha256) == 64 and good.seconds > 6.5
+    assert good.finished > 1.7e9 and good.worker.endswith(f":{os.getpid()}")
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.startswith(str(bad)) and "\n" not in failed.error
     assert not [p for p in out_dir.rglob("*") if "bad" in str(p)]
@@ -178,3 +181,19 @@ def test_a_full_disk_stops_the_run() -> None:
         stop_if_disk_full(full)
     stop_if_disk_full(FileRecord("/b.wav", "failed", {}, error="/b.wav: not a readable audio file"))
     stop_if_disk_full(FileRecord("/c.wav", "done", {}))
+
+
+def test_ray_is_imported_only_with_engine_ray(
+    tmp_path: Path, catalog_model: Path, clip: Path
+) -> None:
+    code = (
+        "import sys\nfrom unmix.cli import main\n"
+        "try:\n    main(['separate', '--help'])\nexcept SystemExit:\n    pass\n"
+        f"assert main(['separate', {str(clip)!r}, '--model', {str(catalog_model)!r}, '-q', "
+        f"'--out-dir', {str(tmp_path)!r}]) == 0\n"
+        "assert 'ray' not in sys.modules\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(list(tmp_path.rglob("*.wav"))) == 2

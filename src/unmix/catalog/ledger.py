@@ -63,6 +63,7 @@ class FileRecord:
         outputs: stem files written, relative to the output folder (``done`` only).
         seconds: audio seconds separated; duration: wall seconds the worker took.
         worker: ``host:pid`` of the worker process.
+        finished: when the worker finished (Unix time, seconds).
     """
 
     input: str
@@ -76,6 +77,7 @@ class FileRecord:
     seconds: float = 0.0
     duration: float = 0.0
     worker: str = ""
+    finished: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of the line."""
@@ -97,6 +99,7 @@ class FileRecord:
                 seconds=float(obj.get("seconds") or 0.0),
                 duration=float(obj.get("duration") or 0.0),
                 worker=str(obj.get("worker") or ""),
+                finished=float(obj.get("finished") or 0.0),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a file record: {exc}") from exc

@@ -107,6 +107,7 @@ class SeparateWorker:
             record.outputs = [_relative(o, self.options.out_dir) for o in report.outputs]
             record.seconds = report.seconds
         record.duration = time.perf_counter() - started
+        record.finished = time.time()
         return record
 
 
