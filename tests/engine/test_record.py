@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,12 @@ def test_a_changed_input_with_the_same_name_is_not_taken_for_the_old_one(
     code, _, err = run(capsys, *args)
     assert code == 1 and "was made with other settings (input " in err
     assert record.fingerprint(song) is not None and record.fingerprint(tmp_path) is None
+
+
+def test_two_models_with_one_name_are_told_apart(capsys, tmp_path, models, song):
+    twin = tmp_path / "elsewhere" / "tiny"  # another model, also called tiny
+    shutil.copytree(models["other-tiny"], twin)
+    out = tmp_path / "out"
+    assert run(capsys, str(song), "-n", str(models["tiny"]), "-o", str(out), "-q")[0] == 0
+    code, _, err = run(capsys, str(song), "-n", str(twin), "-o", str(out), "-q")
+    assert code == 1 and "model_source" in err

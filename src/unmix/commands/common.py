@@ -84,3 +84,9 @@ def model_label(model: str) -> str:
     if path.exists() or len(path.parts) > 1:
         return (path.stem if path.suffix and not path.is_dir() else path.name) or "model"
     return model
+
+
+def model_source(model: str) -> str:
+    """``model`` as the record of outputs names it: a registry name as is, a path resolved."""
+    path = Path(model)
+    return str(path.resolve()) if path.exists() else model

@@ -34,7 +34,13 @@ from ..engine import (
 from ..errors import UnmixError
 from ..hub.registry import DEFAULT_MODEL
 from ..text import printable
-from .common import add_device_option, add_wiener_options, model_label, separator_from_args
+from .common import (
+    add_device_option,
+    add_wiener_options,
+    model_label,
+    model_source,
+    separator_from_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +265,7 @@ def _options(args: argparse.Namespace) -> OutputOptions:
     return OutputOptions(
         args.out_dir, args.format, args.bits, args.force, args.start, args.duration,
         filename=args.filename, model=model_label(args.model),
+        model_source=model_source(args.model),
         rename={"residual": f"no_{args.two_stems}"} if args.two_stems else {},
         jobs=args.jobs or 1, encoding=EncodeOptions(args.mp3_bitrate, args.mp3_preset),
     )  # fmt: skip

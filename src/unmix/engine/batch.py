@@ -50,6 +50,8 @@ class OutputOptions:
         filename: output path template under ``out_dir`` (:mod:`unmix.engine.naming`;
             Default: ``{model}/{track}/{stem}.{ext}``, ``{model}/{track}.{ext}`` for stems).
         model: the ``{model}`` of the template (the CLI passes the model's name).
+        model_source: where the model came from (registry name or resolved path), recorded
+            with the outputs so that two models of the same name are told apart.
         rename: output name → file name, e.g. ``{"residual": "no_vocals"}``.
         jobs: files separated at the same time, on threads sharing the one model.
         encoding: encoder settings (MP3 bit rate and preset).
@@ -63,6 +65,7 @@ class OutputOptions:
     duration: float | None = None
     filename: str | None = None
     model: str = "model"
+    model_source: str = ""
     rename: Mapping[str, str] = field(default_factory=dict)
     jobs: int = 1
     encoding: EncodeOptions = field(default_factory=EncodeOptions)
@@ -187,6 +190,7 @@ def batch_settings(
     output_format = audio_io.get_format(options.fmt)
     settings: dict[str, Any] = {
         "model": options.model,
+        "model_source": options.model_source or options.model,
         "outputs": list(names),
         "targets": list(separator.targets),
         "niter": separator.wiener.niter,
