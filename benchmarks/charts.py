@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,14 +107,23 @@ def bsseval_chart(out: Path) -> Path:
 
 def read_tracks(folder: Path) -> dict[str, dict[str, list[float]]]:
     """``tracks.csv`` of an ``unmix evaluate`` folder → metric → target → per-track values."""
-    values: dict[str, dict[str, list[float]]] = {}
+    values: dict[str, dict[str, list[float]]] = {m: {} for m in ("SDR", "SIR", "ISR", "SAR")}
     with open(folder / "tracks.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             for metric in ("SDR", "SIR", "ISR", "SAR"):
                 value = float(row[metric])
                 if value == value:  # NaN: a silent reference, left out as museval does
-                    values.setdefault(metric, {}).setdefault(row["target"], []).append(value)
+                    values[metric].setdefault(row["target"], []).append(value)
     return values
+
+
+def _regularization(folder: Path) -> str:
+    """The ``--regularization`` of an ``unmix evaluate`` folder, as its scores.md states it."""
+    try:
+        found = re.search(r"regularization ([0-9.e+-]+)", (folder / "scores.md").read_text())
+    except OSError:
+        found = None
+    return found.group(1) if found else "(value not recorded)"
 
 
 def evaluation_chart(default: Path, regularized: Path | None, out: Path, name: str) -> Path:
@@ -123,16 +133,21 @@ def evaluation_chart(default: Path, regularized: Path | None, out: Path, name: s
     metrics = [("SDR", plain)] + [(m, other) for m in ("SIR", "ISR", "SAR")]
     fig, axes = plt.subplots(1, 4, figsize=(11, 3.4), sharey=True, layout="constrained")
     for ax, (metric, table) in zip(axes, metrics, strict=True):
-        targets = [t for t in TARGETS if t in table[metric]]
-        ax.boxplot([table[metric][t] for t in targets], medianprops={"color": UNMIX}, widths=0.6)
-        ax.set_xticks(range(1, len(targets) + 1), targets)
         ax.set_title(metric if metric == "SDR" or not regularized else f"{metric} (regularized)",
                      fontsize=10)  # fmt: skip
         ax.grid(axis="y", alpha=0.3)
+        targets = [t for t in TARGETS if table[metric].get(t)]
+        if not targets:  # every value NaN (silent references)
+            ax.text(0.5, 0.5, "no values", ha="center", transform=ax.transAxes)
+            continue
+        ax.boxplot([table[metric][t] for t in targets], medianprops={"color": UNMIX}, widths=0.6)
+        ax.set_xticks(range(1, len(targets) + 1), targets)
         ax.tick_params(axis="x", labelsize=8)
     axes[0].set_ylabel("dB (per track: median\nover 1-s windows)")
-    tracks = len(plain["SDR"][TARGETS[0]])
-    note = "; ISR/SIR/SAR with --regularization 3e-5" if regularized else ""
+    tracks = max((len(v) for v in plain["SDR"].values()), default=0)
+    note = (
+        f"; ISR/SIR/SAR with --regularization {_regularization(regularized)}" if regularized else ""
+    )
     fig.suptitle(f"{name}: BSSEval v4 on {tracks} tracks{note}", fontsize=11)
     return _save(fig, out, f"{name}-boxplot.png")
 
