@@ -118,3 +118,14 @@ def test_step_graph_from_the_command_line(capsys, tmp_path):
     )
     assert code == 1 and "bidirectional" in err and err.count("\n") == 1
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_evaluate_with_an_exported_graph(capsys, musdb_root, tmp_path):
+    """`unmix evaluate --model FILE.onnx` separates through the same engine (one track)."""
+    graph = tmp_path / "preview.onnx"
+    assert main(["export", "--model", "umx-preview", "--out", str(graph), "--niter", "0"]) == 0
+    argv = ["evaluate", "--model", str(graph), "--root", str(musdb_root), "--subset", "train"]
+    argv += ["--tracks", "Fixture - Night Owl A", "--metrics", "sdr", "--no-plot"]
+    code, out, err = cli(capsys, *argv, "--out-dir", str(tmp_path / "scores"))
+    assert code == 0, err
+    assert "device cpu" in out and "vocals" in out

@@ -178,12 +178,12 @@ def _source(
     from .common import separator_from_args
 
     separator = separator_from_args(args)
-    device = next(iter(separator.parameters())).device
+    device = next((p.device.type for p in separator.parameters()), "cpu")  # none: an .onnx graph
     line = (
         f"Separation: model {args.model}, targets {', '.join(separator.output_names)}, niter "
         f"{args.niter}, wiener_win_len {args.wiener_win_len or 'whole segment'}, softmask "
         f"{'on' if args.softmask else 'off'}, residual {'on' if args.residual else 'off'}, "
-        f"device {device.type}"
+        f"device {device}"
     )
     return ev.model_estimates(separator, args.save_estimates), line, tracks
 
