@@ -202,6 +202,28 @@ register(
     )
 )
 
+# The causal twin of umx-preview for real-time use (`unmix stream`, StreamSeparator): a
+# unidirectional UMX with a 2048-sample window (latency 46 ms at 44.1 kHz), trained by this
+# project on the same previews (src/unmix/zoo/umx-rt-preview, see its MODEL_CARD.md).
+register(
+    ModelBundle(
+        name="umx-rt-preview",
+        config=CONFIGS["umx"].with_(
+            hidden_size=128, n_fft=2048, n_hop=512, max_bin=744, unidirectional=True
+        ),
+        files=(),
+        licence=(
+            "weights MIT; trained on the MUSDB18 previews (non-commercial research/education "
+            "terms of MUSDB18)"
+        ),
+        description="small causal UMX (unidirectional, n_fft 2048, 46 ms latency) trained on "
+        "the 80 MUSDB18 7-s training previews, for unmix stream; a demo",
+        notice="umx-rt-preview is trained on MUSDB18 previews: non-commercial research/education use",
+        fmt="safetensors",
+        packaged="zoo/umx-rt-preview",
+    )
+)
+
 DEFAULT_MODEL = "umxhq"
 
 
