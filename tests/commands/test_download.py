@@ -132,3 +132,12 @@ def test_train_without_root_trains_on_the_previews(
     settings = json.loads((out / "training.json").read_text())
     assert str(previews) in json.dumps(settings)  # the run records where its data came from
     assert server.requests == ["/previews.zip"]
+
+
+def test_resume_without_root_never_downloads(
+    server: ZipServer, previews: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--output", str(tmp_path / "model"), "--resume", "--quiet"]
+    assert main(argv) == 1
+    assert "--root is required" in capsys.readouterr().err
+    assert server.requests == []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..hub.datasets import PREVIEW, fetch_dataset
+from ..hub.datasets import PREVIEW, cached_dataset, fetch_dataset
+from ..train.config import TrainConfig
 from ..train.flags import add_arguments, flags_from_args, resolve
 from ..train.launcher import launch
 from ..train.run import prepare, train
@@ -34,10 +35,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(run=run)
 
 
+def _use_previews(settings: TrainConfig) -> bool:
+    """As the seed: without --root, train on the MUSDB18 7-s previews (fetched once into the
+    cache); only for the musdb layout, and --resume never downloads (a run on the previews
+    finds them in the cache)."""
+    data = settings.data
+    if data.root is not None or data.dataset != "musdb" or data.is_wav:
+        return False
+    return not settings.run.resume or cached_dataset(PREVIEW) is not None
+
+
 def run(args: argparse.Namespace) -> int:
     settings, given = resolve(args)
-    if settings.data.root is None and settings.data.dataset == "musdb" and not settings.data.is_wav:
-        # as the seed: without --root, the MUSDB18 7-s previews (fetched once into the cache)
+    if _use_previews(settings):
         args.root = str(fetch_dataset(PREVIEW, progress=not settings.run.quiet))
         settings, given = resolve(args)
     nproc = getattr(args, "nproc", 1)

@@ -136,6 +136,11 @@ def _forget_hash(path: Path) -> None:
         atomic_write_text(table_path, json.dumps(table, indent=2, sort_keys=True) + "\n")
 
 
+def cached_dataset(name: str = PREVIEW) -> Path | None:
+    """The dataset's folder if it is in the cache already, else ``None`` (never downloads)."""
+    return _data_root(DATASETS[name].root)
+
+
 def fetch_dataset(name: str = PREVIEW, progress: bool = True) -> Path:
     """The dataset's folder (holding ``train/`` and ``test/``), fetched on first use.
 
