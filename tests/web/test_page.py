@@ -6,7 +6,9 @@ and solos stems, downloads the zip and compares its stems with ``unmix separate`
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+
+from unmix.web.security import Guard
+
+from .conftest import running
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,9 +44,17 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-def gains(page: Any) -> dict[str, float]:
-    result: dict[str, float] = page.evaluate("unmix.player.gains()")
-    return result
+def expect_gains(page: Any, expected: dict[str, float]) -> None:
+    """The stems' gain-node values become ``expected`` (the audio thread applies a change
+    on its next render quantum; waits up to 10 s)."""
+    wanted = json.dumps(expected, sort_keys=True, separators=(",", ":"))
+    with contextlib.suppress(Exception):
+        page.wait_for_function(
+            f"JSON.stringify(unmix.player.gains(), Object.keys(unmix.player.gains()).sort())"
+            f" === {json.dumps(wanted)}",
+            timeout=10_000,
+        )
+    assert page.evaluate("unmix.player.gains()") == expected
 
 
 def test_page_separates_plays_and_downloads(
@@ -70,14 +84,14 @@ def test_page_separates_plays_and_downloads(
     assert page.evaluate("unmix.player.ctx.state") == "running"
 
     page.click("li[data-stem=vocals] .mute")
-    assert gains(page) == {"vocals": 0, "drums": 1, "bass": 1, "other": 1}
+    expect_gains(page, {"vocals": 0, "drums": 1, "bass": 1, "other": 1})
     page.click("li[data-stem=drums] .solo")
-    assert gains(page) == {"vocals": 0, "drums": 1, "bass": 0, "other": 0}
+    expect_gains(page, {"vocals": 0, "drums": 1, "bass": 0, "other": 0})
     page.click("li[data-stem=bass] .solo")  # two soloed stems play together
-    assert gains(page) == {"vocals": 0, "drums": 1, "bass": 1, "other": 0}
+    expect_gains(page, {"vocals": 0, "drums": 1, "bass": 1, "other": 0})
     page.click("li[data-stem=drums] .solo")
     page.click("li[data-stem=bass] .solo")
-    assert gains(page) == {"vocals": 0, "drums": 1, "bass": 1, "other": 1}
+    expect_gains(page, {"vocals": 0, "drums": 1, "bass": 1, "other": 1})
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
 
@@ -115,3 +129,22 @@ def test_page_fits_a_phone(server: str, browser: Any) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.keyboard.press("Tab")  # the file picker is reachable by keyboard
     assert page.evaluate("document.activeElement.id") == "file"
+
+
+def test_page_with_a_token(make_app: Any, browser: Any, clip: Path) -> None:
+    token = "page-token-0123456789"
+    app = make_app(guard=Guard(token=token, hosts=Guard.for_bind("127.0.0.1", None).hosts))
+    with running(app) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#token-box:not([hidden])")  # locked: the page asks
+        assert page.text_content("#model") == "Locked"
+        page.goto(url + "/#token=" + token)  # pasted into the open page
+        page.wait_for_selector("#targets input[value=vocals]")
+        assert "#" not in page.url  # the token leaves the address bar
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        assert cookies["unmix_token"] == token  # so that plain download links carry it
+        fresh = browser.new_page()  # opened from a link
+        fresh.goto(url + "/#token=" + token)
+        fresh.wait_for_selector("#targets input[value=vocals]")
+        assert "umx-preview" in fresh.text_content("#model")

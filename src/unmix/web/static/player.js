@@ -321,9 +321,18 @@ async function loadInfo() {
   $("format").replaceChildren(...info.formats.map((f) => new Option(f, f)));
 }
 
-function wire() {
+function tokenFromAddress() {
+  // http://host:port/#token=T: the fragment never reaches the server; it is removed at once
   const hash = new URLSearchParams(location.hash.slice(1));
-  if (hash.get("token")) { rememberToken(hash.get("token")); history.replaceState(null, "", location.pathname); }
+  if (!hash.get("token")) return false;
+  rememberToken(hash.get("token"));
+  history.replaceState(null, "", location.pathname);
+  return true;
+}
+
+function wire() {
+  tokenFromAddress();
+  window.addEventListener("hashchange", () => { if (tokenFromAddress()) loadInfo(); });
   $("token-save").addEventListener("click", () => { rememberToken($("token").value.trim()); loadInfo(); });
   $("file").addEventListener("change", () => { $("start").disabled = !$("file").files.length; });
   const drop = $("drop");
