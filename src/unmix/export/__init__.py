@@ -4,6 +4,7 @@
 * :class:`OnnxGraph` (:mod:`.runtime`): onnxruntime with numpy only (no PyTorch).
 * :class:`OnnxSeparator`, :func:`load_onnx_separator` (:mod:`.separator`): a graph behind
   the :class:`~unmix.separator.Separator` interface, for the engine.
+* :func:`export_step_onnx` (:mod:`.step_export`): the causal model's step graph.
 
 Names are imported on first use, so that ``unmix.export.runtime`` stays free of PyTorch.
 """
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from .metadata import GraphInfo
     from .runtime import OnnxGraph
     from .separator import OnnxSeparator, load_onnx_separator
+    from .step_export import export_step_onnx
 
 _LAZY = {
     "export_onnx": "driver",
@@ -26,6 +28,14 @@ _LAZY = {
     "OnnxGraph": "runtime",
     "OnnxSeparator": "separator",
     "load_onnx_separator": "separator",
+    "export_step_onnx": "step_export",
 }
-__all__ = ["GraphInfo", "OnnxGraph", "OnnxSeparator", "export_onnx", "load_onnx_separator"]
+__all__ = [
+    "GraphInfo",
+    "OnnxGraph",
+    "OnnxSeparator",
+    "export_onnx",
+    "export_step_onnx",
+    "load_onnx_separator",
+]
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -25,7 +25,7 @@ from ..fileio import atomic_path
 from ..separator import Separator
 from .graph import SeparationGraph
 from .metadata import INPUT_NAME, OPSET, OUTPUT_NAME, SETTING_KEYS, GraphInfo
-from .runtime import OnnxGraph, _onnxruntime
+from .runtime import OnnxGraph, import_onnxruntime
 
 #: largest difference to the torch separator accepted by the check after export
 #: (float32; measured differences are about 1e-6 of full scale)
@@ -85,7 +85,8 @@ def _trace(graph: SeparationGraph, nb_channels: int, n_fft: int, folder: Path) -
     return traced.read_bytes()
 
 
-def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
+def with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
+    """The ONNX ``data`` with ``metadata`` as its ``metadata_props`` (replacing any) and unmix as producer."""
     import onnx
 
     model = onnx.load_from_string(data)
@@ -99,7 +100,7 @@ def _with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
 
 
 def _quantize_int8(data: bytes, folder: Path) -> bytes:
-    _onnxruntime()
+    import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source, target = folder / "float.onnx", folder / "int8.onnx"
@@ -177,6 +178,6 @@ def export_onnx(
         if quantize == "int8":
             data = _quantize_int8(data, Path(tmp))
         with atomic_path(Path(path), suffix=".onnx.part") as part:
-            part.write_bytes(_with_metadata(data, info.to_metadata(model_name)))
+            part.write_bytes(with_metadata(data, info.to_metadata(model_name)))
             # int8 changes the numbers on purpose: its SDR cost is measured in the benchmark
             return _check(part, separator, channels, CHECK_TOLERANCE if quantize == "none" else 1e9)

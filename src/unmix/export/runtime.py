@@ -18,7 +18,7 @@ from .metadata import INPUT_NAME, OUTPUT_NAME, GraphInfo
 MAX_GRAPH_BYTES = 2 << 30
 
 
-def _onnxruntime() -> Any:
+def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
@@ -85,7 +85,7 @@ class OnnxGraph:
         size = path.stat().st_size
         if size > MAX_GRAPH_BYTES:
             raise UnmixError(f"{what} is {size / 2**30:.1f} GiB; an unmix graph is under 2 GiB")
-        ort = _onnxruntime()
+        ort = import_onnxruntime()
         data = path.read_bytes()
         _check_self_contained(data, what)
         options = ort.SessionOptions()

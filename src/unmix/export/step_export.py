@@ -24,9 +24,9 @@ from ..fileio import atomic_path
 from ..realtime.causal import CausalEngine
 from ..realtime.wiener import CausalWiener
 from ..separator import Separator
-from .driver import _with_metadata
+from .driver import with_metadata
 from .metadata import OPSET
-from .runtime import _onnxruntime
+from .runtime import import_onnxruntime
 from .step import StepGraph
 
 STEP_FORMAT = "unmix.step-graph/1"
@@ -119,14 +119,14 @@ def export_step_onnx(
                 graph, (block, *state), traced, dynamo=False, opset_version=OPSET,
                 input_names=["block", *names], output_names=["stems", *[f"{n}_out" for n in names]],
             )  # fmt: skip
-        data = _with_metadata(traced.read_bytes(), _metadata(engine, graph, separator, state))
+        data = with_metadata(traced.read_bytes(), _metadata(engine, graph, separator, state))
         with atomic_path(Path(path), suffix=".onnx.part") as part:
             part.write_bytes(data)
             return _check(part, engine, names, state)
 
 
 def _check(path: Path, engine: CausalEngine, names: list[str], state: list[torch.Tensor]) -> float:
-    ort = _onnxruntime()
+    ort = import_onnxruntime()
     session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = [t.numpy() for t in state]
