@@ -27,12 +27,12 @@ import torch
 
 from unmix import audio as audio_io
 from unmix.config import ModelConfig
-from unmix.tracks import VALIDATION_TRACKS
 from unmix.filtering import WienerSettings
 from unmix.hub.loading import load_separator
 from unmix.models.umx import UMX
 from unmix.realtime import CausalWiener, StreamSeparator
 from unmix.separator import Separator
+from unmix.tracks import VALIDATION_TRACKS
 
 STEMS = ("mixture", "drums", "bass", "other", "vocals")
 

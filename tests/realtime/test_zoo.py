@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from unmix import audio as audio_io
+from unmix.cli import main
 from unmix.hub.loading import load_separator
 from unmix.realtime import StreamSeparator
 
@@ -51,3 +52,14 @@ def test_stream_is_exact_on_the_example_clip(clip: Path) -> None:
     impulse[:, 0] = 1.0
     out = run_stream(stream, impulse, [4096])
     assert np.flatnonzero(np.abs(out).max(axis=(0, 1)) > 0)[0] == stream.latency
+
+
+@pytest.mark.slow
+def test_unmix_stream_on_the_example_clip_with_the_default_model(
+    clip: Path, tmp_path: Path
+) -> None:
+    assert main(["stream", str(clip), "-o", str(tmp_path), "-q"]) == 0
+    mix, rate = audio_io.read(clip)
+    for name in ("vocals", "drums", "bass", "other"):
+        stem, stem_rate = audio_io.read(tmp_path / "nightowl-preview" / f"{name}.wav")
+        assert stem_rate == rate and stem.shape == mix.shape and np.isfinite(stem).all()
