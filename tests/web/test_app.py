@@ -3,12 +3,14 @@ the size cap, the token, expiry, restart clean-up and a full disk."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import json
 import threading
 import time
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from unmix import audio as audio_io
 from unmix.engine import separate_file
 from unmix.errors import AudioError, UnmixError
 from unmix.web.security import Guard
+from unmix.web.upload import UploadError, receive
 
 from .webtools import TestClient, files_in, wait
 
@@ -324,3 +327,16 @@ def test_delete_stops_a_running_job(
         assert files_in(tmp_path / "jobs") == []
         # the worker goes on with the next job
         assert post(c, clip).status_code == 202
+
+
+def test_a_stalled_upload_is_refused(tmp_path: Path) -> None:
+    body, content_type = _multipart(b"x" * 1000)
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield body[:500]
+        await asyncio.sleep(30)  # the client stops sending
+        yield body[500:]
+
+    with pytest.raises(UploadError) as refused:
+        asyncio.run(receive(stalls(), content_type, tmp_path / "input", 10_000, idle=0.2))
+    assert refused.value.status == 408 and "stalled" in str(refused.value)

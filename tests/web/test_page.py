@@ -24,6 +24,7 @@ import soundfile as sf
 from unmix.web.security import Guard
 
 from .conftest import running
+from .webtools import files_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -131,9 +132,12 @@ def test_page_fits_a_phone(server: str, browser: Any) -> None:
     assert page.evaluate("document.activeElement.id") == "file"
 
 
-def test_page_with_a_token(make_app: Any, browser: Any, clip: Path) -> None:
+def test_page_with_a_token(make_app: Any, browser: Any, clip: Path, tmp_path: Path) -> None:
     token = "page-token-0123456789"
-    app = make_app(guard=Guard(token=token, hosts=Guard.for_bind("127.0.0.1", None).hosts))
+    cap = clip.stat().st_size - 1  # and a song over the cap is refused before uploading
+    app = make_app(
+        guard=Guard(token=token, hosts=Guard.for_bind("127.0.0.1", None).hosts), max_upload=cap
+    )
     with running(app) as url:
         page = browser.new_page()
         page.goto(url + "/")
@@ -148,3 +152,7 @@ def test_page_with_a_token(make_app: Any, browser: Any, clip: Path) -> None:
         fresh.goto(url + "/#token=" + token)
         fresh.wait_for_selector("#targets input[value=vocals]")
         assert "umx-preview" in fresh.text_content("#model")
+        fresh.set_input_files("#file", str(clip))
+        fresh.click("#start")
+        fresh.wait_for_selector("#error:has-text('this server takes at most')")
+    assert files_in(tmp_path / "jobs") == []

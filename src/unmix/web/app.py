@@ -52,6 +52,7 @@ class Settings:
         max_pending: most jobs uploading or waiting at once (more get 503).
         guard: token and Host checks.
         sweep_every: seconds between expiry sweeps.
+        upload_idle: seconds an upload may send nothing before it is refused (408).
     """
 
     model: str
@@ -61,6 +62,7 @@ class Settings:
     max_pending: int = 16
     guard: Guard = field(default_factory=Guard)
     sweep_every: float = 10.0
+    upload_idle: float = 60.0
 
 
 def error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -133,8 +135,9 @@ class Api:
         try:
             content_type = request.headers.get("content-type", "")
             upload = await receive(
-                request.stream(), content_type, job.input, self.settings.max_upload
-            )
+                request.stream(), content_type, job.input, self.settings.max_upload,
+                self.settings.upload_idle,
+            )  # fmt: skip
             job.targets, job.fmt = self._options(upload.fields)
         except UploadError as exc:
             self.store.discard(job)

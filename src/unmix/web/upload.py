@@ -6,6 +6,7 @@ small text values. Anything over the cap stops the upload with 413 and nothing i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 from collections.abc import AsyncIterator
@@ -127,12 +128,31 @@ class _Receiver:
         )
 
 
-async def receive(chunks: AsyncIterator[bytes], content_type: str, dest: Path, cap: int) -> Upload:
+async def _with_idle_limit(chunks: AsyncIterator[bytes], idle: float) -> AsyncIterator[bytes]:
+    """``chunks``, refused with 408 when the client sends nothing for ``idle`` seconds (a
+    stalled upload would otherwise hold a queue place for ever)."""
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(iterator.__anext__(), idle)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError as exc:
+            raise UploadError(
+                408, f"the upload stalled (nothing arrived for {idle:g} s); nothing was kept"
+            ) from exc
+        yield chunk
+
+
+async def receive(
+    chunks: AsyncIterator[bytes], content_type: str, dest: Path, cap: int, idle: float = 60.0
+) -> Upload:
     """Read a multipart body from ``chunks``, writing the ``audio`` file to ``dest``.
 
     Raises:
         UploadError: not multipart, over ``cap`` bytes (413), malformed, no ``audio`` file,
-            or the disk is full (507). ``dest`` may be left for the caller to delete.
+            stalled for ``idle`` seconds (408), or the disk is full (507). ``dest`` may be
+            left for the caller to delete.
     """
     receiver = _Receiver(dest, cap)
     callbacks = {
@@ -144,7 +164,7 @@ async def receive(chunks: AsyncIterator[bytes], content_type: str, dest: Path, c
     }  # fmt: skip
     parser = MultipartParser(boundary_of(content_type), callbacks)  # type: ignore[arg-type]
     try:
-        async for chunk in chunks:
+        async for chunk in _with_idle_limit(chunks, idle):
             parser.write(chunk)
         parser.finalize()
     except UploadError:

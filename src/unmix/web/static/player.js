@@ -275,6 +275,10 @@ async function separate() {
   const file = $("file").files[0];
   if (!file) return;
   showError("");
+  if (state.info && file.size > state.info.max_upload_mb * 1e6) {
+    showError(file.name + " is " + (file.size / 1e6).toFixed(1) + " MB; this server takes at most " + state.info.max_upload_mb + " MB");
+    return;
+  }
   $("start").disabled = true;
   player.context();  // created inside the click, so that playback is allowed
   try {
