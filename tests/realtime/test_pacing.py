@@ -38,6 +38,7 @@ def test_without_realtime_nothing_waits_and_overruns_are_not_reported() -> None:
     assert report["overruns"] is None
     assert report["latency_ms"] == pytest.approx(46.417, abs=1e-3)
     assert report["p99_ms"] == 3000.0 and report["blocks"] == 1
+    assert report["slow_blocks"] == 1
 
 
 def test_timing_summary() -> None:

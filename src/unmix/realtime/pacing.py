@@ -3,8 +3,10 @@
 A real audio callback receives block ``i`` at ``t0 + (i + 1)·d`` (``d`` = block duration) and
 must hand its output back before the next block is due, ``t0 + (i + 2)·d``. :class:`Pacer`
 reproduces that on a file: it waits until a block would have arrived, times the work, and
-counts an **overrun** whenever the work ends after the block's deadline (a late block also
-delays the next ones, as it would on a sound card).
+counts an **overrun** whenever the work ends after the block's deadline. A late block also
+delays the next ones (the backlog is never dropped, since every sample is written), so one
+stall can make several overruns in a row; the report's ``slow_blocks`` counts the blocks
+whose own compute took longer than a block, without the backlog.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def stream_report(
         "blocks": len(pacer.compute),
         "realtime": pacer.realtime,
         "overruns": pacer.overruns if pacer.realtime or pacer.paced_by_device else None,
+        # blocks whose own compute exceeded a block's duration (no backlog counted)
+        "slow_blocks": sum(t > pacer.block_seconds for t in pacer.compute),
         **summary,
         "p99_of_block": summary["p99_ms"] / block_ms,
     }
