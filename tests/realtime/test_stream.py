@@ -179,3 +179,24 @@ def test_other_sample_rate_is_refused() -> None:
 def test_bad_wiener_settings(bad: dict[str, float]) -> None:
     with pytest.raises(UnmixError):
         CausalWiener(**bad)  # type: ignore[arg-type]
+
+
+def test_a_non_finite_model_output_is_refused_and_not_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = StreamSeparator(tiny_separator())
+    audio = music_like(2, N)
+    expected = run_stream(stream, audio, [N])
+    outs = [stream.process(audio[:, :3000])]
+    advance = stream.engine.advance
+
+    def broken(state: object, block: torch.Tensor) -> tuple[torch.Tensor, object]:
+        out, new = advance(state, block)  # type: ignore[arg-type]
+        return out * float("nan"), new
+
+    monkeypatch.setattr(stream.engine, "advance", broken)
+    with pytest.raises(UnmixError, match="NaN or infinite output"):
+        stream.process(audio[:, 3000:])
+    monkeypatch.undo()
+    outs += [stream.process(audio[:, 3000:]), stream.flush()]
+    np.testing.assert_array_equal(np.concatenate(outs, -1), expected)
