@@ -30,11 +30,20 @@ else:  # pragma: no cover - Python 3.10
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
-#: the oldest versions that work, checked in throwaway venvs (av 12.0.0, soundfile 0.13.0
-#: and soxr 0.4.0 with NumPy 2.4 and with NumPy 1.26.4 pass tests/audio, tests/metrics and
-#: the parity tests; soundfile 0.12.1 rejects ``compression_level``; soxr 0.3.7 does not
-#: import with NumPy 2)
-CHECKED_FLOORS = {"soundfile": "0.13", "soxr": "0.4", "av": "12", "numpy": "1.26"}
+#: the oldest versions that work, checked in throwaway venvs on 2026-12-06: av 12.0.0,
+#: soundfile 0.13.0 and soxr 0.4.0 with NumPy 2.4 pass tests/audio; with NumPy 1.26.4, scipy
+#: 1.10.1, safetensors 0.4.0 and tqdm 4.60.0 as well, tests/audio, tests/metrics, the hub
+#: download/weight tests and the parity tests pass (torch: not checked below 2.13).
+#: soundfile 0.12.1 rejects ``compression_level``; soxr 0.3.7 does not import with NumPy 2.
+CHECKED_FLOORS = {
+    "soundfile": "0.13",
+    "soxr": "0.4",
+    "av": "12",
+    "numpy": "1.26",
+    "scipy": "1.10",
+    "safetensors": "0.4",
+    "tqdm": "4.60",
+}
 
 #: import name -> distribution name, where they differ
 DISTRIBUTIONS = {"yaml": "pyyaml", "python_multipart": "python-multipart", "PIL": "pillow"}
