@@ -51,10 +51,8 @@ class SeparationGraph(nn.Module):
             self.wiener,
         )
         nb_frames = xr.shape[1]
-        estimates = torch.stack(
-            [from_windows(y_re, nb_frames), from_windows(y_im, nb_frames)], dim=-1
-        )  # (J', C, N, F, 2)
-        nb_out, nb_channels = estimates.shape[0], estimates.shape[1]
-        flat = estimates.reshape(nb_out * nb_channels, *estimates.shape[2:])
-        audio: Tensor = self.istft(flat, mixture)
+        re, im = from_windows(y_re, nb_frames), from_windows(y_im, nb_frames)  # (J', C, N, F)
+        nb_out, nb_channels = re.shape[0], re.shape[1]
+        flat = (re.reshape(nb_out * nb_channels, *re.shape[2:]), im.reshape(-1, *im.shape[2:]))
+        audio: Tensor = self.istft(*flat, mixture)
         return audio.reshape(nb_out, nb_channels, -1)

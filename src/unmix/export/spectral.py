@@ -22,7 +22,7 @@ from torch.nn import functional
 from ..errors import UnmixError
 
 
-class _Stft(torch.autograd.Function):
+class StftFunction(torch.autograd.Function):
     """``(B, T)`` signal → ``(B, N, F, 2)`` one-sided spectrum (no centring)."""
 
     @staticmethod
@@ -53,19 +53,22 @@ class _InverseDft(torch.autograd.Function):
         return _dynamic(g.op("DFT", spec, axis_i=2, inverse_i=1), [None, None, n_fft, 2])
 
 
-def inverse_real_frames(spec: Tensor, n_fft: int) -> Tensor:
-    """``(B, N, F, 2)`` one-sided spectra → ``(B, N, n_fft)`` real frames (``irfft``).
+def inverse_real_frames(re: Tensor, im: Tensor, n_fft: int) -> Tensor:
+    """One-sided spectra ``re, im (B, N, F)`` → ``(B, N, n_fft)`` real frames (``irfft``).
 
     Two real signals share one complex inverse DFT: with ``z = x₀ + i x₁`` the spectrum of
     ``z`` is ``X₀ + i X₁`` on bins ``0 … F-1`` and ``conj(X₀) + i conj(X₁)`` mirrored above,
     and the real and imaginary parts of its inverse are ``x₀`` and ``x₁``. This halves the
     runtime's DFT work (onnxruntime's one-sided inverse costs as much as a complex one).
     """
-    batch, _, nb_bins, _ = spec.shape
+    batch, _, nb_bins = re.shape
     if batch % 2:
-        spec = torch.cat([spec, torch.zeros_like(spec[:1])])
-    first, second = spec.reshape(-1, 2, *spec.shape[1:]).unbind(1)
-    (x0r, x0i), (x1r, x1i) = first.unbind(-1), second.unbind(-1)
+        re, im = (
+            torch.cat([re, torch.zeros_like(re[:1])]),
+            torch.cat([im, torch.zeros_like(im[:1])]),
+        )
+    x0r, x1r = re.reshape(-1, 2, *re.shape[1:]).unbind(1)
+    x0i, x1i = im.reshape(-1, 2, *im.shape[1:]).unbind(1)
     low = torch.stack([x0r - x1i, x0i + x1r], dim=-1)
     inner = slice(1, nb_bins - 1)
     high = torch.stack([x0r[..., inner] + x1i[..., inner], x1r[..., inner] - x0i[..., inner]], -1)
@@ -122,7 +125,7 @@ class GraphSTFT(nn.Module):
         """``(C, T)`` audio (``T > n_fft // 2``) → spectrum ``(C, N, F, 2)``, ``N = 1 + T // n_hop``."""
         pad = self.n_fft // 2
         padded = functional.pad(audio[:, None], (pad, pad), mode="reflect")[:, 0]
-        out: Tensor = _Stft.apply(padded, self.window, self.n_fft, self.n_hop)  # type: ignore[no-untyped-call]
+        out: Tensor = StftFunction.apply(padded, self.window, self.n_fft, self.n_hop)  # type: ignore[no-untyped-call]
         return out
 
 
@@ -137,9 +140,9 @@ class GraphISTFT(nn.Module):
         self.n_fft, self.n_hop = n_fft, n_hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
-    def forward(self, spec: Tensor, like: Tensor) -> Tensor:
-        """``(B, N, F, 2)`` spectrum → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
-        frames = inverse_real_frames(spec, self.n_fft)
+    def forward(self, re: Tensor, im: Tensor, like: Tensor) -> Tensor:
+        """Spectrum ``re, im (B, N, F)`` → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
+        frames = inverse_real_frames(re, im, self.n_fft)
         out = overlap_add(frames * self.window, self.n_hop)
         envelope = overlap_add((self.window**2).expand_as(frames[:1]), self.n_hop)
         start = self.n_fft // 2

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..realtime.causal import CausalEngine
 from ..realtime.fused import FusedStep
-from .spectral import _Stft, inverse_real_frames
+from .spectral import StftFunction, inverse_real_frames
 from .wiener import Pair
 
 
@@ -65,7 +65,7 @@ class StepGraph(nn.Module):
         samples, h, c = state[0], state[1], state[2]
         em, tail = state[3:-1], state[-1]
         frame = torch.cat([samples, block], dim=1)  # (C, n_fft)
-        spec: Tensor = _Stft.apply(frame, self.window, self.n_fft, self.n_hop)  # type: ignore[no-untyped-call]
+        spec: Tensor = StftFunction.apply(frame, self.window, self.n_fft, self.n_hop)  # type: ignore[no-untyped-call]
         xr, xi = spec[:, 0, :, 0], spec[:, 0, :, 1]  # (C, F)
         mag = torch.sqrt(xr * xr + xi * xi)
         if self.mono_model:
@@ -76,10 +76,9 @@ class StepGraph(nn.Module):
         for k in range(self.settings.niter):
             y, new = self._em_step(y, (xr, xi), em[3 * k : 3 * k + 3])
             new_em += new
-        spec_out = torch.stack(y, dim=-1)  # (J', C, F, 2)
-        nb_out, nb_channels = spec_out.shape[0], spec_out.shape[1]
-        flat = spec_out.reshape(nb_out * nb_channels, 1, -1, 2)
-        time = inverse_real_frames(flat, self.n_fft).reshape(nb_out, nb_channels, self.n_fft)
+        nb_out, nb_channels = y[0].shape[0], y[0].shape[1]
+        re, im = (part.reshape(nb_out * nb_channels, 1, -1) for part in y)  # (J'·C, 1, F)
+        time = inverse_real_frames(re, im, self.n_fft).reshape(nb_out, nb_channels, self.n_fft)
         acc = torch.cat([tail, torch.zeros_like(tail[..., : self.n_hop])], dim=-1)
         acc = acc + time * self.window
         done = acc[..., : self.n_hop] / self.envelope
