@@ -34,6 +34,7 @@ def test_public_api_names():
             "OutputOptions",
             "SeparationModel",
             "Separator",
+            "StreamSeparator",
             "UnmixError",
             "WeightsError",
             "WienerSettings",
