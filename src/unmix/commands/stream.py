@@ -50,7 +50,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", nargs="?", type=Path, metavar="IN", help="audio file")
-    m = p.add_argument_group("model")
+    _model_options(p.add_argument_group("model"))
+    _stream_options(p.add_argument_group("streaming"))
+    _output_options(p.add_argument_group("output"))
+    _live_options(p.add_argument_group("live audio (optional extra: pip install 'unmix[live]')"))
+    p.set_defaults(run=run)
+
+
+def _model_options(m: argparse._ArgumentGroup) -> None:
     m.add_argument(
         "-n",
         "--model",
@@ -80,7 +87,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SEC",
         help="time constant of the causal Wiener covariances (default: 4)",
     )
-    s = p.add_argument_group("streaming")
+
+
+def _stream_options(s: argparse._ArgumentGroup) -> None:
     s.add_argument(
         "--block",
         type=int,
@@ -121,7 +130,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="N",
         help="CPU threads for the model (default: 1, as in an audio callback)",
     )
-    o = p.add_argument_group("output")
+
+
+def _output_options(o: argparse._ArgumentGroup) -> None:
     o.add_argument(
         "-o",
         "--out-dir",
@@ -138,7 +149,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     o.add_argument("--bits", default=None, help="bit depth / sample format of the format")
     o.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    live = p.add_argument_group("live audio (optional extra: pip install 'unmix[live]')")
+
+
+def _live_options(live: argparse._ArgumentGroup) -> None:
     live.add_argument(
         "--input-device",
         default=None,
@@ -153,7 +166,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     live.add_argument("--play", default=None, metavar="TARGET",
                       help="the target to play (default: the first)")  # fmt: skip
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

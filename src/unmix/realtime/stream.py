@@ -147,7 +147,8 @@ class StreamSeparator:
     def flush(self) -> np.ndarray:
         """End the stream: the last ``latency`` samples ``(nb_outputs, nb_channels, latency)``.
 
-        The stream is reset afterwards.
+        Returns a NumPy float32 array (whatever type the blocks had); the stream is reset
+        afterwards.
         """
         need = self.latency
         while self._ready.shape[-1] < need:  # push silence until the last input is complete
