@@ -138,3 +138,22 @@ def test_live_audio_with_a_sound_card(tiny_folder: Path, monkeypatch: pytest.Mon
     assert stats["blocks"] == 5 and stats["overruns"] == 1  # the status flag of block 3
     # silence until the latency (511 samples) has passed, then the separated drums
     assert np.abs(played[0]).max() == 0 and np.abs(played[-1]).max() > 0
+
+
+def test_input_at_another_rate_gives_stems_at_that_rate_and_length(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    t = np.arange(7001) / 22050  # mono, 22.05 kHz, into a 16 kHz model; below 8 kHz
+    audio = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 3000 * t))[None]
+    audio = audio.astype(np.float32)
+    path = tmp_path / "odd.wav"
+    audio_io.write(path, audio, 22050)
+    code = main(["stream", str(path), "--model", str(tiny_folder), "-o", str(tmp_path),
+                 "--residual", "-q"])  # fmt: skip
+    assert code == 0
+    stems = [audio_io.read(tmp_path / "odd" / f"{n}.wav") for n in ("vocals", "drums", "residual")]
+    assert all(rate == 22050 and s.shape == audio.shape for s, rate in stems)
+    # the residual completes the stems to the input (resampled there and back)
+    total = sum(s for s, _ in stems)
+    inner = slice(200, -200)  # away from the resampler's edges
+    assert np.abs(total[:, inner] - audio[:, inner]).max() < 1e-2
