@@ -229,7 +229,6 @@ class UMX(Branches):
                 out[:, j] = y.transpose(-1, -2)
         return out.permute(0, 2, 4, 3, 1)
 
-
     def step(
         self, x: Tensor, states: Sequence[tuple[Tensor, Tensor] | None]
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
