@@ -98,9 +98,12 @@ TINY_RUN: dict[str, object] = {
 }
 
 
-def train_flags(root: Path, out: Path, cache: Path, **settings: object) -> list[str]:
+def train_flags(
+    root: Path, out: Path, cache: Path, quiet: bool = True, **settings: object
+) -> list[str]:
     """``unmix train`` flags: ``--root``, ``--output``, ``--cache-dir``, then ``settings``
-    (``name=value``; ``True``: a bare switch, ``False``: left out), then ``--quiet``."""
+    (``name=value``; ``True``: a bare switch, ``False``: left out), then ``--quiet`` (errors
+    only: no progress bar and no log lines) unless ``quiet`` is false."""
     flags: dict[str, object] = {"root": root, "output": out, "cache-dir": cache, **settings}
     argv = [f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items() if v is not False]
-    return [*argv, "--quiet"]
+    return [*argv, "--quiet"] if quiet else argv

@@ -46,17 +46,6 @@ BATCH = 2  # per rank; the single-process reference uses 2 * BATCH
 BANDWIDTH = 4000
 
 
-@pytest.fixture(scope="module")
-def root(musdb_root: Path) -> Path:
-    """The small MUSDB18 folder of conftest: 4 training and 2 validation tracks."""
-    return musdb_root
-
-
-@pytest.fixture(scope="module")
-def cache(decode_cache: Path) -> Path:
-    return decode_cache
-
-
 def flags(root: Path, out: Path, cache: Path, **over: object) -> list[str]:
     """A tiny run: 16 excerpts per epoch, one LSTM layer (no dropout), lr 0.01."""
     settings = {**TINY_RUN, "nb-layers": 1, "batch-size": BATCH, "lr": 0.01, "epochs": 1}
@@ -191,7 +180,7 @@ def test_resume_a_distributed_run_with_unmix_train_nproc(
 ) -> None:
     out = ddp_run / "model"
     argv = [sys.executable, "-m", "unmix.train", "--nproc=2"]
-    argv += [*flags(root, out, cache, epochs=2), "--resume"]
+    argv += [*flags(root, out, cache, epochs=2, quiet=False), "--resume"]  # reads the log
     log = finish(subprocess.Popen(argv, env=environment(), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))  # fmt: skip
     assert "resuming after epoch 1" in log and "epoch 2 vocals" in log

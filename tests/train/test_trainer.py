@@ -29,17 +29,6 @@ from ..helpers import TINY_RUN, train_flags
 TRAIN_CLIPS = 4
 
 
-@pytest.fixture(scope="module")
-def root(musdb_root: Path) -> Path:
-    """The small MUSDB18 folder of conftest: 4 training and 2 validation tracks."""
-    return musdb_root
-
-
-@pytest.fixture(scope="module")
-def cache(decode_cache: Path) -> Path:
-    return decode_cache
-
-
 def tiny(root: Path, out: Path, cache: Path, **over: object) -> list[str]:
     """Flags of a tiny, fast run."""
     settings = {**TINY_RUN, "batch-size": 4, "threads": 1, "epochs": 3, **over}
