@@ -22,11 +22,11 @@ from ..fileio import atomic_write_text
 from .archive import ArchiveError, ZipLimits, extract_zip
 from .download import (
     TOFU_FILE,
-    _offline,
-    _record_hash,
-    _recorded_hash,
     cache_dir,
     fetch,
+    is_offline,
+    record_hash,
+    recorded_hash,
     sha256_of,
 )
 
@@ -114,9 +114,9 @@ def _by_hand(dataset: Dataset, reason: str) -> UnmixError:
 def _check_zip(dataset: Dataset, path: Path, first_use: bool) -> None:
     """Check ``path`` against the hash recorded on first use, or record it."""
     actual = sha256_of(path)
-    recorded = _recorded_hash(path)
+    recorded = recorded_hash(path)
     if first_use or not recorded:
-        _record_hash(path, actual)
+        record_hash(path, actual)
     elif actual != recorded:
         raise UnmixError(
             f"{path} has SHA-256 {actual[:16]}…, but {recorded[:16]}… was recorded when "
@@ -164,9 +164,9 @@ def fetch_dataset(name: str = PREVIEW, progress: bool = True) -> Path:
         log.warning("using %s: %s", dataset.name, dataset.licence)
         return found
     path = dataset.zip_path
-    recorded = _recorded_hash(path)
+    recorded = recorded_hash(path)
     if not path.is_file():
-        if _offline():
+        if is_offline():
             raise _by_hand(dataset, "UNMIX_OFFLINE is set")
         log.warning(
             "downloading %s (%.0f MB) into %s: %s",

@@ -43,7 +43,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _offline() -> bool:
+def is_offline() -> bool:
+    """``True`` when ``UNMIX_OFFLINE`` forbids downloads."""
     return os.environ.get("UNMIX_OFFLINE", "") not in ("", "0", "false", "no")
 
 
@@ -64,10 +65,10 @@ def fetch(
             is left at ``dest`` in these cases.
     """
     dest = Path(dest)
-    expected = sha256_prefix.lower() or _recorded_hash(dest)
+    expected = sha256_prefix.lower() or recorded_hash(dest)
     if dest.is_file():
         return dest
-    if _offline():
+    if is_offline():
         raise _missing(url, dest, "UNMIX_OFFLINE is set")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -111,7 +112,7 @@ def fetch(
         reason = getattr(exc, "reason", None) or exc
         raise _missing(url, dest, str(reason)) from exc
     if not expected:
-        _record_hash(dest, actual)
+        record_hash(dest, actual)
     return dest
 
 
@@ -126,7 +127,8 @@ def _tofu_path(dest: Path) -> Path:
     return dest.parent / TOFU_FILE
 
 
-def _recorded_hash(dest: Path) -> str:
+def recorded_hash(dest: Path) -> str:
+    """The SHA-256 recorded for ``dest`` on its first use, or ``""``."""
     try:
         table = json.loads(_tofu_path(dest).read_text())
     except (OSError, ValueError):
@@ -135,7 +137,8 @@ def _recorded_hash(dest: Path) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _record_hash(dest: Path, digest: str) -> None:
+def record_hash(dest: Path, digest: str) -> None:
+    """Record ``dest``'s SHA-256 on first use (trust on first use), atomically."""
     path = _tofu_path(dest)
     try:
         table = json.loads(path.read_text())
