@@ -18,16 +18,23 @@ def test_loopback_needs_no_token() -> None:
     assert check_options(ServeOptions(host="::1")) == []
 
 
-def test_exposed_server_needs_a_token(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+#: hosts that expose the server (no test binds them): every IPv6 interface, a public address
+EXPOSED = ("::", "192.0.2.10")
+
+
+@pytest.mark.parametrize("host", EXPOSED)
+def test_exposed_server_needs_a_token(
+    host: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     with pytest.raises(UnmixError, match="give --token"):
-        check_options(ServeOptions(host="0.0.0.0"))
+        check_options(ServeOptions(host=host))
     with pytest.raises(UnmixError, match="at least 16 characters"):
-        check_options(ServeOptions(host="0.0.0.0", token="short"))
-    (warning,) = check_options(ServeOptions(host="0.0.0.0", token=TOKEN))
+        check_options(ServeOptions(host=host, token="short"))
+    (warning,) = check_options(ServeOptions(host=host, token=TOKEN))
     assert "reachable from the network" in warning
     # the command refuses before loading anything or touching the jobs folder
     jobs = tmp_path / "jobs"
-    assert main(["serve", "--host", "0.0.0.0", "--jobs-dir", str(jobs)]) == 1
+    assert main(["serve", "--host", host, "--jobs-dir", str(jobs)]) == 1
     assert "give --token" in capsys.readouterr().err
     assert not jobs.exists()
 
