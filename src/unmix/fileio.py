@@ -1,29 +1,42 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
-Temporary names are short and recognisable, ``.unmix-<pid>-<random>.part`` (plus an ending
-some writers need), whatever the final name: a 250-byte output name still gets a valid
+Temporary names are short and recognisable, ``.unmix-<host>-<pid>-<random>.part`` (plus an
+ending some writers need), whatever the final name: a 250-byte output name still gets a valid
 temporary name, and :func:`remove_stale_temporaries` can tell the leftovers of a killed run
-(their process is gone) from the files of a run still going.
+(their process is gone) from the files of a run still going. ``<host>`` is a short hash of the
+machine's name: on a folder shared by several machines (NFS, a Ray cluster), a process id
+means nothing on another host, so only this machine's leftovers are ever removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-#: ``.unmix-<pid>-<8 random characters>.part[.ext]`` (what :func:`temporary_file` makes)
+#: ``.unmix-<host>-<pid>-<8 random characters>.part[.ext]`` (what :func:`temporary_file`
+#: makes); names without ``<host>`` (earlier versions of unmix) count as this machine's
 TEMPORARY_NAME = re.compile(
-    r"\.unmix-(?P<pid>\d{1,10})-[a-z0-9_]{8}(\.[A-Za-z0-9]{1,12})*\.part(\.[A-Za-z0-9]{1,12})?"
+    r"\.unmix-(?:(?P<host>[0-9a-f]{6})-)?(?P<pid>\d{1,10})-[a-z0-9_]{8}"
+    r"(\.[A-Za-z0-9]{1,12})*\.part(\.[A-Za-z0-9]{1,12})?"
 )
+
+
+def host_tag() -> str:
+    """Six hex digits naming this machine in temporary names (a hash of its host name)."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
 
 
 def temporary_file(folder: Path, suffix: str = ".part") -> Path:
     """Create an empty hidden temporary file in ``folder`` (which must exist)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".unmix-{os.getpid()}-", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".unmix-{host_tag()}-{os.getpid()}-", suffix=suffix, dir=folder
+    )
     os.close(fd)
     return Path(tmp)
 
@@ -43,7 +56,8 @@ def _process_gone(pid: int) -> bool:
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete the temporary files in ``folder`` (not below it) left by processes that are
     gone (killed with SIGKILL, a power cut); returns what was removed. Files of running
-    processes and anything not named by :func:`temporary_file` are left alone."""
+    processes, of other machines (a shared folder) and anything not named by
+    :func:`temporary_file` are left alone."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -53,6 +67,8 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
         match = TEMPORARY_NAME.fullmatch(entry.name)
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
+        if match["host"] not in (None, host_tag()):
+            continue  # another machine's process id: cannot be asked from here
         if _process_gone(int(match["pid"])):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)

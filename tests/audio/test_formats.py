@@ -20,7 +20,7 @@ from unmix import audio as audio_io
 from unmix.audio import formats
 from unmix.audio.spool import seekable_input
 from unmix.errors import AudioError
-from unmix.fileio import TEMPORARY_NAME, remove_stale_temporaries, temporary_file
+from unmix.fileio import TEMPORARY_NAME, host_tag, remove_stale_temporaries, temporary_file
 
 
 class _NpySink:
@@ -148,6 +148,23 @@ def test_temporary_names_are_short_and_stale_ones_are_removed(tmp_path):
     other.write_bytes(b"x")
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([tmp.name, other.name])
+
+
+def test_stale_temporaries_of_another_machine_are_left_alone(tmp_path):
+    # a folder shared by several machines: a process id means nothing on another host
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(gone.stdout)
+    here = host_tag()
+    elsewhere = format((int(here, 16) + 1) % 16**6, "06x")
+    mine = tmp_path / f".unmix-{here}-{pid}-abcd1234.part.wav"
+    theirs = tmp_path / f".unmix-{elsewhere}-{pid}-abcd1234.part.wav"
+    for path in (mine, theirs):
+        path.write_bytes(b"x")
+        assert TEMPORARY_NAME.fullmatch(path.name)
+    assert temporary_file(tmp_path).name.startswith(f".unmix-{here}-{os.getpid()}-")
+    assert remove_stale_temporaries(tmp_path) == [mine]
+    assert theirs.exists()
 
 
 def test_fifo_is_read_once_into_a_temporary_copy(tmp_path):
