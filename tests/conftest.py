@@ -19,6 +19,7 @@ import torch
 
 from unmix.tracks import VALIDATION_TRACKS
 
+from .fileserver import FileServer
 from .fixtures import EXAMPLE, build_musdb, decode
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -144,3 +145,20 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture()
+def file_server() -> Iterator[FileServer]:
+    """A :class:`~tests.fileserver.FileServer` on 127.0.0.1, closed after the test."""
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def unmix_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty download cache (``UNMIX_HOME``) in tmp_path, online (no ``UNMIX_OFFLINE``)."""
+    home = tmp_path / "cache"
+    monkeypatch.setenv("UNMIX_HOME", str(home))
+    monkeypatch.delenv("UNMIX_OFFLINE", raising=False)
+    return home

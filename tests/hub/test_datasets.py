@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
-import io
 import json
 import shutil
-import threading
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,61 +15,17 @@ from unmix.errors import UnmixError
 from unmix.hub import datasets
 from unmix.hub.archive import ArchiveError
 
-
-class ZipServer:
-    """Serves ``self.files`` (name → bytes) on 127.0.0.1 and logs the paths asked for."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                data = server.files.get(self.path.lstrip("/"))
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def make_zip(members: dict[str, bytes]) -> bytes:
-    """A zip of ``members`` (name → content), built in memory."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
+from ..fileserver import FileServer, make_zip
 
 
 @pytest.fixture()
-def server() -> Iterator[ZipServer]:
-    s = ZipServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture()
-def preview(server: ZipServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> datasets.Dataset:
-    """The preview set, served from ``server`` as ``previews.zip``; the cache in tmp_path."""
+def preview(
+    file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> datasets.Dataset:
+    """The preview set, served from ``file_server`` as ``previews.zip``; the cache in tmp_path."""
     monkeypatch.setenv("UNMIX_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("UNMIX_OFFLINE", raising=False)
-    served = dataclasses.replace(datasets.MUSDB18_PREVIEW, url=f"{server.url}/previews.zip")
+    served = dataclasses.replace(datasets.MUSDB18_PREVIEW, url=f"{file_server.url}/previews.zip")
     monkeypatch.setitem(datasets.DATASETS, datasets.PREVIEW, served)
     return served
 
@@ -88,10 +39,10 @@ def _recorded(cache: Path) -> dict[str, str]:
 
 
 def test_the_previews_are_downloaded_once_extracted_and_their_hash_recorded(
-    server: ZipServer, preview: datasets.Dataset
+    file_server: FileServer, preview: datasets.Dataset
 ) -> None:
     data = make_zip({**CLIPS, "README.txt": b"not a stem"})
-    server.files["previews.zip"] = data
+    file_server.files["previews.zip"] = data
     root = datasets.fetch_dataset(progress=False)
     assert root == preview.root
     assert (root / "train" / "Song A.stem.mp4").read_bytes() == b"A" * 5000
@@ -100,24 +51,26 @@ def test_the_previews_are_downloaded_once_extracted_and_their_hash_recorded(
     assert not preview.zip_path.exists()  # the zip is deleted once extracted
     assert _recorded(root.parent.parent) == {preview.filename: hashlib.sha256(data).hexdigest()}
     assert datasets.fetch_dataset(progress=False) == root  # no second download
-    assert server.requests == ["/previews.zip"]
+    assert file_server.requests == ["/previews.zip"]
 
 
-def test_a_zip_with_one_top_folder_works(server: ZipServer, preview: datasets.Dataset) -> None:
-    server.files["previews.zip"] = make_zip({f"MUSDB18-7/{k}": v for k, v in CLIPS.items()})
+def test_a_zip_with_one_top_folder_works(
+    file_server: FileServer, preview: datasets.Dataset
+) -> None:
+    file_server.files["previews.zip"] = make_zip({f"MUSDB18-7/{k}": v for k, v in CLIPS.items()})
     root = datasets.fetch_dataset(progress=False)
     assert root == preview.root / "MUSDB18-7"
     assert (root / "train" / "Song A.stem.mp4").is_file()
 
 
 def test_a_later_download_is_checked_against_the_recorded_hash(
-    server: ZipServer, preview: datasets.Dataset
+    file_server: FileServer, preview: datasets.Dataset
 ) -> None:
-    server.files["previews.zip"] = make_zip(CLIPS)
+    file_server.files["previews.zip"] = make_zip(CLIPS)
     root = datasets.fetch_dataset(progress=False)
     recorded = _recorded(root.parent.parent)
     shutil.rmtree(preview.root)  # the user deletes the data; the file on the server changed
-    server.files["previews.zip"] = make_zip({**CLIPS, "train/Evil.stem.mp4": b"x"})
+    file_server.files["previews.zip"] = make_zip({**CLIPS, "train/Evil.stem.mp4": b"x"})
     with pytest.raises(UnmixError, match="SHA-256"):
         datasets.fetch_dataset(progress=False)
     assert not preview.root.exists() and not preview.zip_path.exists()
@@ -142,7 +95,7 @@ def test_a_hand_placed_zip_is_used_offline_and_checked(
 
 
 def test_offline_says_what_to_download_and_where_to_put_it(
-    server: ZipServer, preview: datasets.Dataset, monkeypatch: pytest.MonkeyPatch
+    file_server: FileServer, preview: datasets.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UNMIX_OFFLINE", "1")
     with pytest.raises(UnmixError) as err:
@@ -151,11 +104,11 @@ def test_offline_says_what_to_download_and_where_to_put_it(
     assert "\n" not in message
     assert preview.url in message and str(preview.zip_path) in message
     assert "147 MB" in message and "--root" in message
-    assert server.requests == []
+    assert file_server.requests == []
 
 
 def test_an_unreachable_server_is_one_line_naming_the_file_and_place(
-    server: ZipServer, preview: datasets.Dataset
+    file_server: FileServer, preview: datasets.Dataset
 ) -> None:
     with pytest.raises(UnmixError) as err:  # 404: nothing served
         datasets.fetch_dataset(progress=False)
@@ -165,9 +118,9 @@ def test_an_unreachable_server_is_one_line_naming_the_file_and_place(
 
 
 def test_an_unsafe_zip_leaves_nothing_and_records_no_hash(
-    server: ZipServer, preview: datasets.Dataset
+    file_server: FileServer, preview: datasets.Dataset
 ) -> None:
-    server.files["previews.zip"] = make_zip({**CLIPS, "../evil.stem.mp4": b"x"})
+    file_server.files["previews.zip"] = make_zip({**CLIPS, "../evil.stem.mp4": b"x"})
     with pytest.raises(ArchiveError, match="outside"):
         datasets.fetch_dataset(progress=False)
     cache = preview.root.parent
@@ -175,14 +128,14 @@ def test_an_unsafe_zip_leaves_nothing_and_records_no_hash(
     assert not (cache.parent / "evil.stem.mp4").exists()
     assert _recorded(cache.parent) == {}
     # so the good file, once served, is accepted
-    server.files["previews.zip"] = make_zip(CLIPS)
+    file_server.files["previews.zip"] = make_zip(CLIPS)
     assert (datasets.fetch_dataset(progress=False) / "train" / "Song A.stem.mp4").is_file()
 
 
 def test_a_zip_without_train_or_test_is_refused_and_deleted(
-    server: ZipServer, preview: datasets.Dataset
+    file_server: FileServer, preview: datasets.Dataset
 ) -> None:
-    server.files["previews.zip"] = make_zip({"songs/A.stem.mp4": b"a"})
+    file_server.files["previews.zip"] = make_zip({"songs/A.stem.mp4": b"a"})
     with pytest.raises(UnmixError, match="no train/ or test/"):
         datasets.fetch_dataset(progress=False)
     assert not preview.zip_path.exists()
