@@ -5,6 +5,7 @@ in silence."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 from unmix.cli import main
 from unmix.config import ModelConfig
 from unmix.engine import OutputOptions, record, separate_files
+from unmix.engine.record import RECORD_NAME
+from unmix.engine.record import record as record_outputs
 from unmix.hub.loading import load_separator, save_model
 from unmix.models.umx import UMX, OpenUnmix
 
@@ -152,3 +155,25 @@ def test_two_models_with_one_name_are_told_apart(capsys, tmp_path, models, song)
     assert run(capsys, str(song), "-n", str(models["tiny"]), "-o", str(out), "-q")[0] == 0
     code, _, err = run(capsys, str(song), "-n", str(twin), "-o", str(out), "-q")
     assert code == 1 and "model_source" in err
+
+
+def _record_many(folder: str, prefix: str, count: int) -> None:
+    for k in range(count):
+        record_outputs([Path(folder) / f"{prefix}{k}.wav"], {"model": prefix})
+
+
+def test_two_processes_recording_into_one_folder_lose_no_entry(tmp_path):
+    # -j in two shells or Ray workers on one output folder: every read-modify-write of the
+    # record must see the other process's entries (a lock on the folder)
+    ctx = multiprocessing.get_context("fork")
+    workers = [
+        ctx.Process(target=_record_many, args=(str(tmp_path), prefix, 150)) for prefix in "ab"
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    files = json.loads((tmp_path / RECORD_NAME).read_text())["files"]
+    assert len(files) == 300
+    assert files["a149.wav"] == {"model": "a"} and files["b0.wav"] == {"model": "b"}

@@ -9,11 +9,13 @@ separations) or *unknown* (no record: refused the same way, since nothing says i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +71,35 @@ def record(outputs: list[Path], settings: Settings) -> None:
         by_folder.setdefault(output.parent, []).append(output.name)
     with _lock:
         for folder, names in by_folder.items():
-            files = _read(folder)
-            files.update(dict.fromkeys(names, value))
-            text = json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True)
-            atomic_write_text(folder / RECORD_NAME, text + "\n")
+            with _folder_lock(folder):
+                files = _read(folder)
+                files.update(dict.fromkeys(names, value))
+                text = json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True)
+                atomic_write_text(folder / RECORD_NAME, text + "\n")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself, so that processes writing into one
+    folder at the same time (``-j`` in two shells, Ray workers) do not lose each other's
+    entries; where the system cannot lock a folder (Windows, some network file systems) the
+    update goes ahead unlocked, as before."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def fingerprint(path: Path) -> str | None:
