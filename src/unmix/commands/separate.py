@@ -7,6 +7,7 @@ failure at a time) is :func:`unmix.engine.separate_files`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..engine import (
     prepare_out_dir,
     separate_files,
 )
+from ..engine.batcher import resolve_batch_size
 from ..errors import UnmixError
 from ..hub.registry import DEFAULT_MODEL
 from .common import (
@@ -213,6 +215,14 @@ def _processing_options(r: argparse._ArgumentGroup) -> None:
         "threads (default: 1; memory grows with N)",
     )
     r.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="segments per network call, from one or several files (default: 1 on CPU, from "
+        "free memory on CUDA, at most 16); the stems do not change (docs/speed.md)",
+    )
+    r.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -241,6 +251,10 @@ def _check_args(args: argparse.Namespace) -> None:
             f"need 0 < --overlap < --segment, got {args.overlap} and {args.segment}",
         ),
         (args.jobs is None or args.jobs >= 1, f"--jobs must be >= 1, got {args.jobs}"),
+        (
+            args.batch_size is None or args.batch_size >= 1,
+            f"--batch-size must be >= 1, got {args.batch_size}",
+        ),
         (args.threads is None or args.threads >= 1, f"--threads must be >= 1, got {args.threads}"),
         (
             args.two_stems is None or (args.targets is None and not args.residual),
@@ -262,6 +276,7 @@ def _options(args: argparse.Namespace) -> OutputOptions:
         model_source=model_source(args.model),
         rename={"residual": f"no_{args.two_stems}"} if args.two_stems else {},
         jobs=args.jobs or 1, encoding=EncodeOptions(args.mp3_bitrate, args.mp3_preset),
+        batch_size=args.batch_size,
     )  # fmt: skip
 
 
@@ -284,7 +299,10 @@ def run(args: argparse.Namespace) -> int:
     sep = separator_from_args(args)
     plan = plan_segments(sep, args.segment, args.overlap)
     device = next(iter(sep.parameters()), torch.empty(0)).device  # none: an .onnx graph (CPU)
+    size = resolve_batch_size(sep, plan, options.batch_size)  # the automatic one, once
+    batch.options = options = dataclasses.replace(options, batch_size=size)
     jobs = f", {options.jobs} files at a time" if options.jobs > 1 else ""
+    jobs += f", batches of up to {size} segments" if size > 1 else ""
     console.note(
         f"model {args.model} on {device} ({torch.get_num_threads()} threads{jobs}); segments "
         f"of {plan.segment / sep.sample_rate:.1f} s with {plan.overlap / sep.sample_rate:.1f} "

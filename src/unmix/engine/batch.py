@@ -27,6 +27,7 @@ from ..errors import UnmixError
 from ..fileio import remove_stale_temporaries
 from ..separator import Separator
 from . import record
+from .batcher import Batcher, batching
 from .files import FileReport, separate_file
 from .inputs import find_inputs, input_name
 from .jobs import BatchListener, Job, SerializedListener
@@ -55,6 +56,8 @@ class OutputOptions:
         rename: output name → file name, e.g. ``{"residual": "no_vocals"}``.
         jobs: files separated at the same time, on threads sharing the one model.
         encoding: encoder settings (MP3 bit rate and preset).
+        batch_size: segments per network call (:mod:`~unmix.engine.batcher`; Default:
+            automatic, 1 on CPU); it does not change the stems, so it is not recorded.
     """
 
     out_dir: Path = Path("separated")
@@ -69,6 +72,7 @@ class OutputOptions:
     rename: Mapping[str, str] = field(default_factory=dict)
     jobs: int = 1
     encoding: EncodeOptions = field(default_factory=EncodeOptions)
+    batch_size: int | None = None
 
     def names(self) -> FileNames:
         """The checked file name template (a one-line error for a bad one)."""
@@ -236,13 +240,14 @@ def prepare_out_dir(out_dir: Path) -> None:
 def _run_job(
     separator: Separator, job: Job, options: OutputOptions, plan: SegmentPlan,
     listener: BatchListener, write: dict[Path, tuple[str, ...]], names: tuple[str, ...],
+    batcher: Batcher | None = None,
 ) -> FileReport:  # fmt: skip
     with seekable_input(job.path, options.out_dir) as source:
         listener.started(job, _expected_seconds(source, options.start, options.duration))
         return separate_file(
             separator, source, next(iter(write)).parent, options.fmt, options.bits,
             options.start, options.duration, plan, listener.progress, outputs=write,
-            names=names, options=options.encoding,
+            names=names, options=options.encoding, batcher=batcher,
         )  # fmt: skip
 
 
@@ -278,7 +283,7 @@ def separate_files(
         inputs: paths (files, folders walked recursively, ``-`` for stdin) or a plan from
             :func:`plan_batch` (whose options are then used).
         options: output folder, format, file names, ``force``, part of each input, parallel
-            ``jobs`` (Default: :class:`OutputOptions`).
+            ``jobs``, ``batch_size`` (Default: :class:`OutputOptions`).
         plan: segment geometry (Default: :func:`unmix.engine.segments.plan_segments`).
         listener: progress and result callbacks (Default: none); with ``jobs > 1`` they come
             from worker threads, one call at a time.
@@ -299,7 +304,9 @@ def separate_files(
     runner = _Runner(separator, batch, plan or plan_segments(separator), listener)
     prepare_out_dir(batch.options.out_dir)
     remove_stale_temporaries(batch.options.out_dir)
-    run_parallel(batch.jobs, runner.prepare, runner.run, batch.options.jobs, runner.stop)
+    size = batch.options.batch_size
+    with batching(separator, runner.plan, size, runner.stop) as runner.batcher:
+        run_parallel(batch.jobs, runner.prepare, runner.run, batch.options.jobs, runner.stop)
     return runner.result
 
 
@@ -320,6 +327,7 @@ class _Runner:
         self.result = BatchResult(failed=len(batch.errors), nb_inputs=batch.nb_inputs)
         self.claimed: dict[Path, Job] = {}
         self.inputs: dict[Path, str | None] = {}
+        self.batcher: Batcher | None = None  # while the jobs run, if segments are batched
 
     def job_settings(self, job: Job) -> dict[str, Any]:
         """The batch's settings and which input (its fingerprint: a changed input with the
@@ -375,8 +383,9 @@ class _Runner:
         started = time.perf_counter()
         try:
             report = _run_job(
-                self.separator, job, self.options, self.plan, self.listener, write, self.names
-            )
+                self.separator, job, self.options, self.plan, self.listener, write, self.names,
+                self.batcher,
+            )  # fmt: skip
             record.record(report.outputs, self.job_settings(job))
         except Exception as exc:  # one broken file must not stop a batch
             self.fail(job, _message(job, exc))

@@ -17,6 +17,7 @@ from ..audio.sinks import EncodeOptions
 from ..audio.spool import seekable_input
 from ..errors import AudioError
 from ..separator import Separator
+from .batcher import Batcher
 from .segments import SegmentPlan
 from .stream import TOO_MANY_CHANNELS, collect, iter_separate
 
@@ -72,6 +73,7 @@ def separate_file(
     outputs: Mapping[Path, tuple[str, ...]] | None = None,
     names: tuple[str, ...] | None = None,
     options: EncodeOptions | None = None,
+    batcher: Batcher | None = None,
 ) -> FileReport:
     """Separate one audio file into stem files, streaming.
 
@@ -90,6 +92,8 @@ def separate_file(
         names: what to call the separator's outputs, in order (Default: their own names,
             :attr:`Separator.output_names`); e.g. ``no_vocals`` for the residual.
         options: encoder settings (MP3 bit rate and preset).
+        batcher: run the segments in batches on this
+            :class:`~unmix.engine.batcher.Batcher` (Default: one by one, here).
 
     Returns:
         a :class:`FileReport`.
@@ -112,7 +116,7 @@ def separate_file(
             bits=bits, files=outputs, options=options,
         )  # fmt: skip
         return _separate_to_files(
-            separator, source, what, meta, writer, (start, duration), plan, progress
+            separator, source, what, meta, writer, (start, duration), plan, progress, batcher
         )
 
 
@@ -133,6 +137,7 @@ def _separate_to_files(
     span: tuple[float, float | None],
     plan: SegmentPlan | None,
     progress: Callable[[float], None] | None,
+    batcher: Batcher | None = None,
 ) -> FileReport:
     seen = False
 
@@ -145,8 +150,9 @@ def _separate_to_files(
     energy = np.zeros(2)
     samples = 0
     writer: audio_io.StemWriter | None = None
+    results = iter_separate(separator, blocks(), meta.sample_rate, plan, what, batcher)
     try:
-        for mix, stems in iter_separate(separator, blocks(), meta.sample_rate, plan, what):
+        for mix, stems in results:
             if writer is None:  # opened on the first result: nothing is created for bad input
                 writer = open_writer(sample_rate=meta.sample_rate, nb_channels=mix.shape[0])
             writer.write(mix, stems)
@@ -168,6 +174,8 @@ def _separate_to_files(
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        results.close()  # a batched stream gives its queued segments up at once
     residual_db = None
     if separator.residual:
         residual_db = 10 * math.log10(max(energy[0], 1e-30) / max(energy[1], 1e-30))

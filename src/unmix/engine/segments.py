@@ -18,6 +18,7 @@ exactly the whole-track result.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,26 +147,33 @@ class StreamingSeparator:
 
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         """Add ``(nb_channels, n)`` samples; returns finished stems ``(nb_outputs, nb_channels, m)``."""
+        return [self._run(segment, last=False) for segment in self._segments(audio)]
+
+    def finish(self) -> list[np.ndarray]:
+        """Separate what is left; returns the last stems (none if no audio was given)."""
+        rest = self._rest()
+        return [] if rest is None else [self._run(rest, last=True)]
+
+    def _segments(self, audio: np.ndarray) -> Iterator[np.ndarray]:
+        """Buffer ``audio``; yield the full segments now known not to be the last one."""
         if audio.shape[-1]:
             self._blocks.append(audio)
             self._buffered += audio.shape[-1]
-        finished = []
         # a segment is run only once more audio is known to follow it: a whole input of
         # exactly one segment must reach finish() untouched
         while self._buffered > self.plan.segment:
             buffered = self._concat()
             self._blocks = [buffered[:, self.plan.step :]]
             self._buffered = self._blocks[0].shape[-1]
-            finished.append(self._run(buffered[:, : self.plan.segment], last=False))
-        return finished
+            yield buffered[:, : self.plan.segment]
 
-    def finish(self) -> list[np.ndarray]:
-        """Separate what is left; returns the last stems (none if no audio was given)."""
+    def _rest(self) -> np.ndarray | None:
+        """The last segment (what is buffered), or ``None`` if nothing is."""
         if not self._buffered:
-            return []
+            return None
         rest = self._concat()
         self._blocks, self._buffered = [], 0
-        return [self._run(rest, last=True)]
+        return rest
 
     def _concat(self) -> np.ndarray:
         if len(self._blocks) == 1:
@@ -173,7 +181,10 @@ class StreamingSeparator:
         return np.concatenate(self._blocks, axis=-1)
 
     def _run(self, audio: np.ndarray, last: bool) -> np.ndarray:
-        stems = separate_segment(self.separator, audio)
+        return self._join(separate_segment(self.separator, audio), last)
+
+    def _join(self, stems: np.ndarray, last: bool) -> np.ndarray:
+        """Cross-fade a segment's stems with the previous one's; the final part of them."""
         self.segments_done += 1
         overlap = self.plan.overlap
         if self._tail is not None:

@@ -10,7 +10,7 @@ never reaches a file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ..audio.resample import StreamResampler, check_rate
 from ..errors import AudioError, UnmixError
 from ..filtering import residual_of
 from ..separator import Separator
+from .batcher import BatchedStream, Batcher
 from .segments import SegmentPlan, StreamingSeparator, plan_segments
 
 TOO_MANY_CHANNELS = (
@@ -85,12 +86,16 @@ class _Pipeline:
     """Input-rate blocks → model-rate segments → input-rate stems paired with their mixture."""
 
     def __init__(
-        self, separator: Separator, sample_rate: int, plan: SegmentPlan | None, what: str
-    ) -> None:
+        self, separator: Separator, sample_rate: int, plan: SegmentPlan | None, what: str,
+        batcher: Batcher | None = None,
+    ) -> None:  # fmt: skip
         self.separator = separator
         self.rate = check_rate(sample_rate, what)
         self.what = what
-        self.engine = StreamingSeparator(separator, plan or plan_segments(separator))
+        plan = plan or plan_segments(separator)
+        self.engine = (
+            StreamingSeparator(separator, plan) if batcher is None else batcher.stream(plan)
+        )
         self.queue = _Queue()
         self.nb_channels: int | None = None
         self._down: StreamResampler | None = None
@@ -144,7 +149,8 @@ def iter_separate(
     sample_rate: int,
     plan: SegmentPlan | None = None,
     what: str = "the audio",
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    batcher: Batcher | None = None,
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """Separate a stream of audio blocks in bounded memory.
 
     Args:
@@ -153,6 +159,8 @@ def iter_separate(
         sample_rate: rate of the blocks (Hz); the model rate is reached with soxr.
         plan: segment geometry (Default: :func:`unmix.engine.segments.plan_segments`).
         what: how to name the audio in error messages.
+        batcher: run the segments on this :class:`~unmix.engine.batcher.Batcher` (several
+            at a time; close the generator if you stop early) instead of one by one here.
 
     Yields:
         ``(mixture (nb_channels, m), stems (nb_outputs, nb_channels, m))`` at
@@ -163,10 +171,14 @@ def iter_separate(
             sample rate out of bounds.
         UnmixError: the stems are not finite (nothing of them is yielded).
     """
-    pipeline = _Pipeline(separator, sample_rate, plan, what)
-    for block in blocks:
-        yield from pipeline.push(block)
-    yield from pipeline.finish()
+    pipeline = _Pipeline(separator, sample_rate, plan, what, batcher)
+    try:
+        for block in blocks:
+            yield from pipeline.push(block)
+        yield from pipeline.finish()
+    finally:
+        if isinstance(pipeline.engine, BatchedStream):
+            pipeline.engine.close()
 
 
 def separate_array(

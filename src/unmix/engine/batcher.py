@@ -1,0 +1,361 @@
+"""Batched separation: segments of one or several files through the networks together.
+
+One :class:`Batcher` thread owns the model. File jobs (each on its own thread with
+``--jobs N``, or the calling thread) stream their audio through a :class:`BatchedStream`,
+which submits each segment to the batcher and keeps decoding, resampling and writing while
+up to ``2 × batch_size`` of its segments are in flight; their stems come back in order and
+are cross-faded exactly as in :class:`~unmix.engine.segments.StreamingSeparator`.
+
+The batcher puts segments of the same shape (channels, samples) into one
+:class:`~unmix.separator.Separator` call of at most ``batch_size`` segments. It never pads a
+segment to the length of another (the bidirectional LSTM would hear the padding): the last,
+shorter segment of a file goes through alone or with others of its exact length. So stems do
+not depend on the batch size (equal to one-at-a-time separation up to float rounding, far
+below 1e-4). A batch runs as soon as it is full or no stream can add to it (every stream is
+waiting for stems), so no segment waits for a batch that cannot fill.
+
+A failing batch is retried one segment at a time, so one file's error never reaches the
+others; a CUDA out-of-memory error halves the batch size for the rest of the run. Memory
+stays bounded by the segment length × the batch size × the number of jobs, never by the
+length of a song.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from types import TracebackType
+
+import numpy as np
+import torch
+
+from ..errors import UnmixError
+from ..separator import Separator
+from .parallel import Cancelled, Stop
+from .segments import SegmentPlan, StreamingSeparator
+
+log = logging.getLogger(__name__)
+
+#: largest automatic batch size (segments per network call)
+AUTO_CAP = 16
+#: accelerator memory of one segment, per STFT value (frames × bins × 2 channels), is
+#: estimated as 8 + 3 × outputs float32 values: the complex mixture (2), its magnitude (1),
+#: the largest transient of a target network (3), waveforms and their normalised copy (2),
+#: each output's magnitude, waveform and slice (3 each); times this margin for the allocator
+MEMORY_MARGIN = 1.5
+#: seconds after which a partial batch runs although a stream could still add to it
+PATIENCE = 1.0
+
+
+def device_of(separator: Separator) -> torch.device:
+    """Where ``separator``'s weights are (CPU for a graph without parameters)."""
+    return next(iter(separator.parameters()), torch.empty(0)).device
+
+
+def segment_bytes(separator: Separator, plan: SegmentPlan) -> int:
+    """Estimated accelerator memory one segment of ``plan`` needs in a batch (bytes)."""
+    config = separator.config
+    values = (plan.segment // config.n_hop + 1) * (config.n_fft // 2 + 1) * 2
+    floats = 8 + 3 * len(separator.output_names)
+    return int(values * floats * MEMORY_MARGIN * 4)
+
+
+def auto_batch_size(separator: Separator, plan: SegmentPlan) -> int:
+    """Segments per network call when none is asked for: 1 on CPU and MPS (today's path),
+    on CUDA as many as half the free memory holds, at most :data:`AUTO_CAP`."""
+    device = device_of(separator)
+    if device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(AUTO_CAP, free // 2 // segment_bytes(separator, plan)))
+
+
+def resolve_batch_size(separator: Separator, plan: SegmentPlan, requested: int | None) -> int:
+    """``requested`` checked (a one-line error below 1), or the automatic size for ``None``."""
+    if requested is None:
+        return auto_batch_size(separator, plan)
+    if requested < 1:
+        raise UnmixError(f"batch size must be >= 1, got {requested}")
+    return requested
+
+
+def separate_batch(separator: Separator, segments: list[np.ndarray]) -> list[np.ndarray]:
+    """Run the separator once on equal-shaped ``(nb_channels, nb_timesteps)`` segments.
+
+    Like :func:`~unmix.engine.segments.separate_segment` for each (audio shorter than one
+    FFT frame is zero-padded for the transform and cut back), in one batch.
+
+    Returns:
+        one ``(nb_outputs, nb_channels, nb_timesteps)`` ``float32`` array per segment.
+    """
+    length = segments[0].shape[-1]
+    x = np.stack(segments).astype(np.float32, copy=False)
+    minimum = separator.config.n_fft
+    if length < minimum:
+        x = np.pad(x, ((0, 0), (0, 0), (0, minimum - length)))
+    with torch.inference_mode():
+        stems = separator(torch.from_numpy(x).to(device_of(separator)))[..., :length]
+        out = np.ascontiguousarray(stems.float().cpu().numpy())
+    return list(out)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
+
+
+class _Item:
+    """One submitted segment: its stream, audio and future stems."""
+
+    __slots__ = ("audio", "future", "stream")
+
+    def __init__(self, stream: BatchedStream, audio: np.ndarray) -> None:
+        self.stream, self.audio = stream, audio
+        self.future: Future[np.ndarray] = Future()
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        return tuple(self.audio.shape)
+
+
+class Batcher:
+    """The thread that owns the model and runs submitted segments in batches.
+
+    Use as a context manager around the jobs; each job gets a stream from :meth:`stream`.
+
+    Args:
+        separator: a frozen :class:`~unmix.separator.Separator`.
+        batch_size: most segments per network call (>= 1).
+        stop: when set (interruption), queued segments fail with
+            :class:`~unmix.engine.parallel.Cancelled` instead of running.
+        run: the batch function (Default: :func:`separate_batch`; tests replace it).
+    """
+
+    def __init__(
+        self,
+        separator: Separator,
+        batch_size: int,
+        stop: Stop | None = None,
+        run: Callable[[Separator, list[np.ndarray]], list[np.ndarray]] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise UnmixError(f"batch size must be >= 1, got {batch_size}")
+        self.separator, self.batch_size, self.stop, self._run = separator, batch_size, stop, run
+        self.sizes: list[int] = []  # segments of every network call, in order
+        self._queue: deque[_Item] = deque()
+        self._streams: set[BatchedStream] = set()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = torch.get_num_threads()
+        self._thread = threading.Thread(target=self._main, name="unmix-batcher", daemon=True)
+
+    def __enter__(self) -> Batcher:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the thread (after the batch it is running); queued segments fail."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def stream(self, plan: SegmentPlan) -> BatchedStream:
+        """A new stream for one input (close it, or :meth:`BatchedStream.finish` it)."""
+        stream = BatchedStream(self, plan, depth=2 * self.batch_size)
+        with self._cond:
+            if self._closed:
+                raise Cancelled
+            self._streams.add(stream)
+        return stream
+
+    # -------------------------------------------------------------- called by streams
+
+    def submit(self, stream: BatchedStream, audio: np.ndarray) -> Future[np.ndarray]:
+        item = _Item(stream, audio)
+        with self._cond:
+            if self._closed:
+                raise Cancelled
+            self._queue.append(item)
+            self._cond.notify_all()
+        return item.future
+
+    def wait(self, stream: BatchedStream, future: Future[np.ndarray]) -> np.ndarray:
+        """The stems of ``future``; meanwhile ``stream`` counts as unable to submit more."""
+        with self._cond:
+            stream.waiting_for = future
+            self._cond.notify_all()
+        try:
+            return future.result()
+        finally:
+            with self._cond:
+                stream.waiting_for = None
+
+    def release(self, stream: BatchedStream) -> None:
+        """``stream`` submits no more; its segments still queued are dropped."""
+        with self._cond:
+            self._streams.discard(stream)
+            kept = deque(item for item in self._queue if item.stream is not stream)
+            for item in self._queue:
+                if item.stream is stream:
+                    item.future.cancel()
+            self._queue = kept
+            self._cond.notify_all()
+
+    # -------------------------------------------------------------- the batcher thread
+
+    def _stalled(self) -> bool:
+        """No stream can add to the queue before some of it runs."""
+        return all(s.waiting_for is not None and not s.waiting_for.done() for s in self._streams)
+
+    def _take(self) -> list[_Item] | None:
+        """The next batch (under the lock), or ``None`` once closed; waits as needed."""
+        while True:
+            if self._closed:
+                return None
+            if self._stopping():
+                self._fail_queued(Cancelled())
+            if self._queue:
+                counts: dict[tuple[int, ...], int] = {}
+                for item in self._queue:
+                    counts[item.key] = counts.get(item.key, 0) + 1
+                full = [k for k, n in counts.items() if n >= self.batch_size]
+                if full or self._stalled() or self._patience_over:
+                    key = full[0] if full else self._queue[0].key
+                    return self._pop(key)
+            self._patience_over = not self._cond.wait(PATIENCE) and bool(self._queue)
+
+    _patience_over = False
+
+    def _pop(self, key: tuple[int, ...]) -> list[_Item]:
+        batch = [item for item in self._queue if item.key == key][: self.batch_size]
+        chosen = set(map(id, batch))
+        self._queue = deque(item for item in self._queue if id(item) not in chosen)
+        self._patience_over = False
+        return [item for item in batch if item.future.set_running_or_notify_cancel()]
+
+    def _stopping(self) -> bool:
+        if self.stop is None:
+            return False
+        try:
+            self.stop.check()
+        except Cancelled:
+            return True
+        return False
+
+    def _fail_queued(self, exc: BaseException) -> None:
+        for item in self._queue:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(exc)
+        self._queue.clear()
+
+    def _main(self) -> None:
+        torch.set_num_threads(self._threads)
+        try:
+            while True:
+                with self._cond:
+                    batch = self._take()
+                if batch is None:
+                    break
+                if batch:
+                    self._execute(batch)
+        except BaseException as exc:  # a defect here must not leave streams waiting
+            log.exception("batcher stopped")
+            with self._cond:
+                self._closed = True
+                self._fail_queued(exc)
+        with self._cond:
+            self._fail_queued(Cancelled())
+
+    def _execute(self, batch: list[_Item]) -> None:
+        """Run ``batch``; on failure, in halves after an out-of-memory error, else one by one."""
+        try:
+            run = self._run or separate_batch
+            results = run(self.separator, [item.audio for item in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            if _out_of_memory(exc):
+                self.batch_size = max(1, len(batch) // 2)
+                log.warning("out of memory with %d segments; now %d", len(batch), self.batch_size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                half = max(1, len(batch) // 2)
+                parts = [batch[:half], batch[half:]]
+            else:
+                parts = [[item] for item in batch]
+            for part in parts:
+                self._execute(part)
+            return
+        self.sizes.append(len(batch))
+        for item, stems in zip(batch, results, strict=True):
+            item.future.set_result(stems)
+
+
+class BatchedStream(StreamingSeparator):
+    """A :class:`StreamingSeparator` whose segments run on a :class:`Batcher`.
+
+    :meth:`push` and :meth:`finish` return the same stems as the plain stream, later: up to
+    ``depth`` segments stay in flight while the caller goes on reading.
+    """
+
+    def __init__(self, batcher: Batcher, plan: SegmentPlan, depth: int) -> None:
+        super().__init__(batcher.separator, plan)
+        self.batcher, self.depth = batcher, depth
+        self.waiting_for: Future[np.ndarray] | None = None
+        self._pending: deque[tuple[Future[np.ndarray], bool]] = deque()
+
+    def push(self, audio: np.ndarray) -> list[np.ndarray]:
+        finished = []
+        for segment in self._segments(audio):
+            self._pending.append((self.batcher.submit(self, segment), False))
+            finished += self._collect(self.depth)
+        return finished
+
+    def finish(self) -> list[np.ndarray]:
+        rest = self._rest()
+        if rest is not None:
+            self._pending.append((self.batcher.submit(self, rest), True))
+        finished = self._collect(0)
+        self.close()
+        return finished
+
+    def close(self) -> None:
+        """Submit nothing more; drop what is still queued (idempotent)."""
+        self._pending.clear()
+        self.batcher.release(self)
+
+    def _collect(self, depth: int) -> list[np.ndarray]:
+        finished = []
+        while len(self._pending) > depth:
+            future, last = self._pending[0]
+            stems = self.batcher.wait(self, future)
+            self._pending.popleft()
+            finished.append(self._join(stems, last))
+        return finished
+
+
+@contextlib.contextmanager
+def batching(
+    separator: Separator, plan: SegmentPlan, requested: int | None, stop: Stop | None = None
+) -> Iterator[Batcher | None]:
+    """A running :class:`Batcher` for the batch size ``requested`` (``None``: automatic,
+    :func:`auto_batch_size`), or ``None`` where that size is 1: segments then run one by
+    one on the jobs' own threads, exactly as without batching."""
+    size = resolve_batch_size(separator, plan, requested)
+    if size == 1:
+        yield None
+        return
+    log.debug("batches of up to %d segments", size)
+    with Batcher(separator, size, stop) as batcher:
+        yield batcher
