@@ -27,6 +27,7 @@ from .ddp import DistributedRun
 from .launcher import Environment, resume_after_restart
 from .trainer import Trainer
 from .units import network_names
+from .warmstart import check_initial
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ def prepare(
         if found:
             log.warning("--force: starting over; the run in %s will be replaced", found[0])
         report.merged_config(Path(settings.run.output), settings.model_config)  # compatible?
+        if settings.run.init:
+            check_initial(settings.run.init, settings.model_config)
         return settings, None
     ckpt = checkpoint.checkpoint_path(
         Path(settings.run.output), network_names(settings.model_config)

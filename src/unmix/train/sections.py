@@ -166,6 +166,11 @@ class RunSettings:
     context: str = _opt(
         "", "seed spelling of the device: cpu or cudnn", choices=("", "cpu", "cudnn")
     )
+    init: str = _opt(
+        "",
+        "start from this model's weights and input statistics (registry name or model "
+        "folder, same settings) instead of random weights: fine-tuning",
+    )
     threads: int = _opt(0, "torch CPU threads (0: torch default)")
     max_minutes: float = _opt(0.0, "stop at the first epoch end after this many minutes (0: off)")
     quiet: bool = _opt(False, "no progress bar")

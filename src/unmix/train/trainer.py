@@ -31,6 +31,7 @@ from . import checkpoint, report
 from .config import TrainConfig
 from .stats import input_statistics
 from .units import Unit, build_units, derive_seed
+from .warmstart import load_initial_weights
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,12 @@ class Trainer:
         return tuple(self.units)
 
     def initialise(self) -> None:
-        """Input statistics from the training mixtures (whole songs, no augmentation)."""
+        """Input statistics from the training mixtures (whole songs, no augmentation), or
+        the weights and statistics of the ``--init`` model."""
+        if self.settings.run.init:
+            load_initial_weights(self.model, self.config, self.settings.run.init)
+            report.merged_config(self.output, self.config)
+            return
         log.info("input statistics over %d training songs", len(self.data.train))
         mean, std = input_statistics(
             (song.mix() for song in self.data.train), self.config.n_fft, self.config.n_hop
