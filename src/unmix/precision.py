@@ -1,9 +1,15 @@
 """Numeric precision of the separation networks: ``fp32`` (default), ``bf16``, ``fp16``.
 
-Only the networks run in reduced precision; the STFT, the Wiener filter and the ISTFT stay
-float32 and the stems are float32 (``docs/speed.md``). ``bf16`` needs a CPU with native
-bfloat16 instructions (AVX-512 BF16 or AMX) or a CUDA GPU that supports it; ``fp16`` needs a
-CUDA GPU.
+Only the networks run in reduced precision (autocast: matrix products and LSTMs in
+``bf16``/``fp16``, normalisations and the output masks in float32); the STFT, the Wiener
+filter and the ISTFT stay float32 and the stems are float32 (``docs/speed.md``).
+
+* ``bf16`` needs a CPU with native bfloat16 instructions (AVX-512 BF16 or AMX: oneDNN's
+  bf16 kernels) or a CUDA GPU that supports it (Ampere and later).
+* ``fp16`` needs a CUDA GPU (a CPU has no fast float16 matrix products).
+
+Other code reads the names here: :data:`Precision`, :data:`PRECISIONS`,
+:func:`parse_precision`, :func:`check_precision`, :func:`network_precision`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ Precision = Literal["fp32", "bf16", "fp16"]
 #: the values of ``--precision``, in the order the help lists them
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
 
+#: the default: the networks in float32, stems bit-identical to a run without the option
+DEFAULT_PRECISION: Precision = "fp32"
+
+#: the autocast type of each reduced precision
 DTYPES: dict[Precision, torch.dtype] = {
     "fp32": torch.float32,
     "bf16": torch.bfloat16,
@@ -28,47 +38,62 @@ DTYPES: dict[Precision, torch.dtype] = {
 }
 
 
+def parse_precision(name: str) -> Precision:
+    """``name`` (any case) as a :data:`Precision`; a one-line
+    :class:`~unmix.errors.UnmixError` for anything else."""
+    value = str(name).strip().lower()
+    if value not in PRECISIONS:
+        raise UnmixError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}")
+    return cast(Precision, value)
+
+
 def cpu_bf16_support() -> tuple[bool, str]:
-    """Whether this CPU runs bfloat16 matrix products natively, and what was found."""
+    """Whether this CPU runs bfloat16 matrix products natively (oneDNN's test for AVX-512
+    BF16 or AMX), and a few words on what was found (for messages)."""
     capability = torch.backends.cpu.get_cpu_capability()
     native = bool(
         torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     )
-    return native, f"CPU capability {capability}, oneDNN bf16 {'yes' if native else 'no'}"
+    return native, f"found {capability}, oneDNN bf16 {'yes' if native else 'no'}"
 
 
-def check_precision(name: str, device: torch.device) -> Precision:
-    """``name`` as a :data:`Precision` if ``device`` can run it; a one-line
-    :class:`~unmix.errors.UnmixError` otherwise (unknown name, fp16 on a CPU, bf16 on a
-    device without bfloat16 support)."""
-    value = name.strip().lower()
-    if value not in PRECISIONS:
-        raise UnmixError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}")
-    precision = cast(Precision, value)
-    if precision == "fp16" and device.type != "cuda":
+def check_precision(name: str, device: torch.device | str) -> Precision:
+    """``name`` as a :data:`Precision` if the networks can run in it on ``device``.
+
+    Raises:
+        UnmixError: (one line) an unknown name, ``fp16`` off CUDA, ``bf16`` on a CPU or GPU
+            without bfloat16 support, or a reduced precision on another device (MPS).
+    """
+    precision = parse_precision(name)
+    kind = torch.device(device).type
+    if precision == "fp32":
+        return precision
+    if kind not in ("cpu", "cuda"):
+        raise UnmixError(f"precision {precision} is not supported on {kind}; use fp32")
+    if precision == "fp16" and kind != "cuda":
         raise UnmixError(
-            f"precision fp16 needs a CUDA GPU, the model runs on {device.type}; "
+            f"precision fp16 needs a CUDA GPU, the model runs on {kind}; "
             "use bf16 on CPU or fp16 on CUDA"
         )
-    if precision == "bf16":
-        if device.type == "cpu":
-            native, found = cpu_bf16_support()
-            if not native:
-                raise UnmixError(
-                    f"precision bf16 needs a CPU with AVX-512 BF16 or AMX ({found}); use fp32"
-                )
-        elif device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UnmixError("this CUDA GPU does not support bf16; use fp16 or fp32")
-        elif device.type not in ("cpu", "cuda"):
-            raise UnmixError(f"precision bf16 is not supported on {device.type}; use fp32")
+    if precision == "bf16" and kind == "cpu":
+        native, found = cpu_bf16_support()
+        if not native:
+            raise UnmixError(
+                f"precision bf16 needs a CPU with AVX-512 BF16 or AMX ({found}); use fp32 "
+                "here, or fp16/bf16 on a CUDA GPU"
+            )
+    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UnmixError("this CUDA GPU has no bf16 support; use fp16 or fp32")
     return precision
 
 
 @contextmanager
-def network_precision(precision: Precision, device: torch.device) -> Iterator[None]:
-    """Run the networks inside in ``precision`` (autocast); nothing changes for ``fp32``."""
+def network_precision(precision: Precision, device: torch.device | str) -> Iterator[None]:
+    """Run the networks called inside in ``precision`` on ``device`` (autocast); nothing
+    changes for ``fp32``. Autocast is per thread: code that hands a network to worker
+    threads carries it over (:func:`unmix.models.umx.UMX.forward` does)."""
     if precision == "fp32":
         yield
         return
-    with torch.autocast(device.type, dtype=DTYPES[precision]):
+    with torch.autocast(torch.device(device).type, dtype=DTYPES[precision]):
         yield

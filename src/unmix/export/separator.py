@@ -66,6 +66,7 @@ def load_onnx_separator(
     targets: Sequence[str] | None = None,
     wiener: WienerSettings | None = None,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
 ) -> OnnxSeparator:
     """Open an exported graph for the engine.
 
@@ -73,8 +74,14 @@ def load_onnx_separator(
     (``None``, or the defaults, accept the graph's).
 
     Raises:
-        UnmixError: an unreadable or foreign graph, other targets or settings, or a GPU.
+        UnmixError: an unreadable or foreign graph, other targets or settings, a GPU, or a
+            precision other than fp32.
     """
+    if str(precision).strip().lower() != "fp32":
+        raise UnmixError(
+            f"an .onnx model runs in fp32 (onnxruntime); got --precision {precision}: leave "
+            "it out or separate with the torch model"
+        )
     if device is not None and str(device) not in ("auto", "cpu"):
         raise UnmixError(f"an .onnx model runs on the CPU here (onnxruntime); got device {device}")
     separator = OnnxSeparator(OnnxGraph(path))

@@ -252,10 +252,16 @@ class UMX(Branches):
 def _run_side_by_side(nets: Sequence[nn.Module], x: Tensor, workers: int) -> list[Tensor]:
     """``[net(x) for net in nets]``, one CPU thread per network, in a pool of ``workers``."""
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    # autocast is per thread too: a reduced precision (unmix.precision) reaches the workers
+    autocast, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
 
     def run(net: nn.Module) -> Tensor:
         torch.set_num_threads(1)  # this worker thread only
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        with (
+            torch.inference_mode(inference),
+            torch.set_grad_enabled(grad),
+            torch.autocast("cpu", dtype=dtype, enabled=autocast),
+        ):
             out: Tensor = net(x)
             return out
 
