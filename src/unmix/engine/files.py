@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from ..audio.spool import seekable_input
 from ..errors import AudioError
 from ..separator import Separator
 from .batcher import Batcher
+from .overlap import BackgroundWriter, chunked, prefetch
 from .segments import SegmentPlan
 from .stream import TOO_MANY_CHANNELS, collect, iter_separate
 
@@ -141,7 +142,7 @@ def _separate_to_files(
 ) -> FileReport:
     seen = False
 
-    def blocks() -> Iterator[np.ndarray]:
+    def blocks() -> Generator[np.ndarray, None, None]:
         nonlocal seen
         for block in audio_io.iter_blocks(source, 0, *span):
             seen = True
@@ -149,12 +150,14 @@ def _separate_to_files(
 
     energy = np.zeros(2)
     samples = 0
-    writer: audio_io.StemWriter | None = None
-    results = iter_separate(separator, blocks(), meta.sample_rate, plan, what, batcher)
+    writer: audio_io.StemWriter | BackgroundWriter | None = None
+    decoded = blocks() if batcher is None else prefetch(chunked(blocks()))  # decoded ahead
+    results = iter_separate(separator, decoded, meta.sample_rate, plan, what, batcher)
     try:
         for mix, stems in results:
             if writer is None:  # opened on the first result: nothing is created for bad input
                 writer = open_writer(sample_rate=meta.sample_rate, nb_channels=mix.shape[0])
+                writer = writer if batcher is None else BackgroundWriter(writer)
             writer.write(mix, stems)
             samples += mix.shape[-1]
             if separator.residual:
@@ -176,6 +179,7 @@ def _separate_to_files(
         raise
     finally:
         results.close()  # a batched stream gives its queued segments up at once
+        decoded.close()
     residual_db = None
     if separator.residual:
         residual_db = 10 * math.log10(max(energy[0], 1e-30) / max(energy[1], 1e-30))
