@@ -48,6 +48,7 @@ def separate(
     targets: Sequence[str] | None = None,
     wiener: WienerSettings | None = None,
     device: str | torch.device | None = None,
+    shifts: int = 1,
 ) -> dict[str, np.ndarray]:
     """Separate a song into stems.
 
@@ -56,8 +57,8 @@ def separate(
             ``(nb_channels, nb_timesteps)`` or ``(nb_timesteps, nb_channels)``.
         sample_rate: rate of ``audio`` (required for arrays).
         model: registry name, model folder, or an already loaded :class:`Separator`.
-        targets, wiener, device: see :func:`unmix.load_separator` (not used when ``model``
-            is a :class:`Separator`).
+        targets, wiener, device, shifts: see :func:`unmix.load_separator` (not used when
+            ``model`` is a :class:`Separator`); ``model="a+b"`` averages an ensemble.
 
     Returns:
         ``{target: (nb_channels, nb_timesteps) float32}`` at the input rate and length.
@@ -73,7 +74,7 @@ def separate(
     sep = (
         model
         if isinstance(model, Separator)
-        else load_separator(model, targets=targets, wiener=wiener, device=device)
+        else load_separator(model, targets=targets, wiener=wiener, device=device, shifts=shifts)
     )
     if not isinstance(audio, str | Path):
         return separate_array(sep, audio, int(sample_rate or 0))

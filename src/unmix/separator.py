@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
+from typing import Any
 
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .errors import UnmixError
 from .filtering import DEFAULT_WIENER, WienerSettings, frame_windows, wiener_sources
 from .models.contract import SeparationModel
+from .shifts import average_shifted, check_shifts, shift_offsets
 from .transforms import ISTFT, STFT, magnitude
 
 
@@ -22,13 +26,19 @@ class Separator(nn.Module):
         config: STFT settings and channel count of the model.
         wiener: the Wiener post-filter options. With a single target and no residual there
             is nothing to refine: ``niter`` is set to 0, with a warning.
+        shifts: separate this many time-shifted copies and average them
+            (:mod:`unmix.shifts`); 1 is plain separation.
     """
+
+    #: time-shifted copies averaged by :meth:`forward` (:mod:`unmix.shifts`)
+    shifts: int = 1
 
     def __init__(
         self,
         model: SeparationModel,
         config: ModelConfig,
         wiener: WienerSettings = DEFAULT_WIENER,
+        shifts: int = 1,
     ) -> None:
         super().__init__()
         self.config = config
@@ -42,6 +52,7 @@ class Separator(nn.Module):
             )
             wiener = dataclasses.replace(wiener, niter=0)
         self.wiener = wiener
+        self.shifts = check_shifts(shifts)
         self.stft = STFT(config.n_fft, config.n_hop, center=True)
         self.istft = ISTFT(config.n_fft, config.n_hop, center=True)
 
@@ -60,6 +71,35 @@ class Separator(nn.Module):
         """Names of the stacked outputs: the targets, then ``residual`` if enabled."""
         return (*self.targets, "residual") if self.residual else self.targets
 
+    @property
+    def hops(self) -> tuple[int, ...]:
+        """STFT hops of the networks (samples): one here, one per member in an ensemble."""
+        return (self.config.n_hop,)
+
+    @property
+    def shift_offsets(self) -> tuple[int, ...]:
+        """Delays (samples) of the :attr:`shifts` copies: fractions of the hop, 0 first."""
+        return shift_offsets(self.shifts, math.gcd(*self.hops))
+
+    def settings_record(self) -> dict[str, Any]:
+        """What else decides the stems besides model, targets and Wiener options, for the
+        ``.unmix.json`` record of outputs; empty for plain separation, so that records
+        written before these settings existed still match."""
+        return {"shifts": self.shifts} if self.shifts > 1 else {}
+
+    def check_single(self, what: str) -> None:
+        """Refuse (one line) to hand averaging separations to ``what``, which runs one
+        model once (export, real time).
+
+        Raises:
+            UnmixError: ``shifts > 1`` (or an ensemble, see :class:`unmix.ensemble.Ensemble`).
+        """
+        if self.shifts > 1:
+            raise UnmixError(
+                f"{what} runs one model once; --shifts {self.shifts} is for unmix separate "
+                "and unmix evaluate (leave it out)"
+            )
+
     def freeze(self) -> Separator:
         """Disable gradients and switch to evaluation mode."""
         for p in self.parameters():
@@ -67,7 +107,7 @@ class Separator(nn.Module):
         return self.eval()
 
     def forward(self, audio: Tensor) -> Tensor:
-        """Separate.
+        """Separate (the mean over :attr:`shifts` shifted copies; one copy by default).
 
         Args:
             audio: mixture ``(nb_samples, nb_channels, nb_timesteps)`` at :attr:`sample_rate`;
@@ -81,9 +121,15 @@ class Separator(nn.Module):
             raise ValueError(
                 f"audio must be (nb_samples, nb_channels, nb_timesteps), got {tuple(audio.shape)}"
             )
+        if self.shifts == 1:
+            return self.separate_once(audio)
+        return average_shifted(self.separate_once, audio, self.shift_offsets)
+
+    def separate_once(self, audio: Tensor) -> Tensor:
+        """Separate without shifts: ``(S, C, T)`` mixture → ``(S, J', C, T)`` stems."""
         if audio.shape[1] == 1 and self.config.nb_channels == 2:
             # mono into a stereo model: separate the duplicated signal, then downmix the stems
-            return self.forward(audio.expand(-1, 2, -1)).mean(dim=2, keepdim=True)
+            return self.separate_once(audio.expand(-1, 2, -1)).mean(dim=2, keepdim=True)
         if audio.shape[1] not in (1, 2):
             raise ValueError(f"audio must have 1 or 2 channels, got {audio.shape[1]}")
         mix_stft = self.stft(audio)  # (S, C, F, N) complex

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from .. import __version__
 from ..engine import OutputOptions, prepare_out_dir
@@ -77,7 +78,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     model = str(args.model)
     if Path(model).exists():
         model = os.path.abspath(model)
+    extra: dict[str, Any] = {}  # only when set: ledgers written before these options match
+    if args.shifts > 1:
+        extra["shifts"] = int(args.shifts)
+    if args.ensemble_weights:
+        extra["ensemble_weights"] = list(args.ensemble_weights)
     return {
+        **extra,
         "model": model,
         "targets": list(args.targets) if args.targets else None,
         "niter": int(args.niter),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..engine import BatchListener, Job, OutputOptions, plan_batch, plan_segments, separate_files
+from ..ensemble import parse_weights
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_separator
@@ -40,9 +41,11 @@ def wiener_of(settings: Settings) -> WienerSettings:
 
 def load_for(settings: Settings, device: str) -> Separator:
     """The separator that ``settings`` describe, on ``device``."""
+    weights = settings.get("ensemble_weights")
     return load_separator(
-        settings["model"], settings["targets"], wiener_of(settings), device, progress=False
-    )
+        settings["model"], settings["targets"], wiener_of(settings), device, progress=False,
+        shifts=int(settings.get("shifts", 1)), weights=parse_weights(weights) if weights else None,
+    )  # fmt: skip
 
 
 class _Failure(BatchListener):

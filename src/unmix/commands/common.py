@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..device import DEVICE_HELP, parse_device
+from ..ensemble import JOIN, ensemble_parts, parse_weights
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_separator
@@ -37,6 +38,26 @@ def add_wiener_options(group: argparse._ArgumentGroup) -> None:
         default=300,
         metavar="N",
         help="STFT frames per Wiener window; 0: one window per segment (default: 300)",
+    )
+
+
+def add_ensemble_options(group: argparse._ArgumentGroup) -> None:
+    """``--shifts N`` and ``--ensemble-weights``, identical in ``separate`` and ``evaluate``."""
+    group.add_argument(
+        "--shifts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="separate N copies shifted by fractions of the STFT hop and average them: "
+        "slower by N, usually a little better (default: 1, no shifts)",
+    )
+    group.add_argument(
+        "--ensemble-weights",
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="weights of the members of --model a+b: 2,1 for every target, or per target "
+        "vocals=2,1 bass=1,3 (others equal; default: all equal)",
     )
 
 
@@ -72,14 +93,20 @@ def wiener_from_args(args: argparse.Namespace) -> WienerSettings:
 
 def separator_from_args(args: argparse.Namespace) -> Separator:
     """Load ``args.model`` with the options above (and ``args.targets``, ``args.device``)."""
+    weights = getattr(args, "ensemble_weights", None)
     return load_separator(
-        args.model, targets=args.targets, wiener=wiener_from_args(args), device=args.device
-    )
+        args.model, targets=args.targets, wiener=wiener_from_args(args), device=args.device,
+        shifts=getattr(args, "shifts", 1), weights=parse_weights(weights) if weights else None,
+    )  # fmt: skip
 
 
 def model_label(model: str) -> str:
     """The ``{model}`` of output paths: a registry name as is, a model folder's or file's
-    name (``models/my-umx/`` → ``my-umx``, ``net.onnx`` → ``net``)."""
+    name (``models/my-umx/`` → ``my-umx``, ``net.onnx`` → ``net``); an ensemble's members'
+    labels joined by ``+``."""
+    parts = ensemble_parts(model)
+    if len(parts) > 1:
+        return JOIN.join(model_label(p) for p in parts)
     path = Path(model)
     if path.exists() or len(path.parts) > 1:
         return (path.stem if path.suffix and not path.is_dir() else path.name) or "model"
@@ -87,6 +114,10 @@ def model_label(model: str) -> str:
 
 
 def model_source(model: str) -> str:
-    """``model`` as the record of outputs names it: a registry name as is, a path resolved."""
+    """``model`` as the record of outputs names it: a registry name as is, a path resolved
+    (each member's, for an ensemble)."""
+    parts = ensemble_parts(model)
+    if len(parts) > 1:
+        return JOIN.join(model_source(p) for p in parts)
     path = Path(model)
     return str(path.resolve()) if path.exists() else model

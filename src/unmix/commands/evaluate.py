@@ -12,7 +12,7 @@ from ..errors import UnmixError
 from ..hub.datasets import PREVIEW, fetch_dataset
 from ..hub.registry import DEFAULT_MODEL
 from ..tracks import Track, find_tracks
-from .common import add_device_option, add_wiener_options
+from .common import add_device_option, add_ensemble_options, add_wiener_options
 
 EPILOG = f"""\
 inputs:
@@ -108,6 +108,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     m.add_argument("--model", default=None, help="registry name or model folder")
     m.add_argument("--save-estimates", type=Path, metavar="DIR", help="also write the stems")
     add_wiener_options(m)
+    add_ensemble_options(m)
     add_device_option(m)
     p.set_defaults(run=run)
 
@@ -184,6 +185,8 @@ def _source(
         f"{args.niter}, wiener_win_len {args.wiener_win_len or 'whole segment'}, softmask "
         f"{'on' if args.softmask else 'off'}, residual {'on' if args.residual else 'off'}, "
         f"device {device}"
+        + (f", shifts {args.shifts}" if args.shifts > 1 else "")
+        + (f", ensemble weights {' '.join(args.ensemble_weights)}" if args.ensemble_weights else "")
     )
     return ev.model_estimates(separator, args.save_estimates), line, tracks
 

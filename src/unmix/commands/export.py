@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_file():
         raise UnmixError(f"{out} exists and is not a file; choose another name")
     separator = separator_from_args(args)
+    separator.check_single("unmix export")
     if args.step:
         if args.quantize != "none":
             raise UnmixError("--quantize applies to the whole-song graph, not to --step")

@@ -29,8 +29,10 @@ from ..engine import (
 from ..engine.batcher import resolve_batch_size
 from ..errors import UnmixError
 from ..hub.registry import DEFAULT_MODEL
+from ..shifts import MAX_SHIFTS
 from .common import (
     add_device_option,
+    add_ensemble_options,
     add_wiener_options,
     model_label,
     model_source,
@@ -118,6 +120,7 @@ def _model_options(g: argparse._ArgumentGroup) -> None:
         "the same as --targets STEM --residual with the residual named no_STEM",
     )
     add_wiener_options(g)
+    add_ensemble_options(g)
 
 
 def _output_options(o: argparse._ArgumentGroup) -> None:
@@ -251,6 +254,7 @@ def _check_args(args: argparse.Namespace) -> None:
             f"need 0 < --overlap < --segment, got {args.overlap} and {args.segment}",
         ),
         (args.jobs is None or args.jobs >= 1, f"--jobs must be >= 1, got {args.jobs}"),
+        (1 <= args.shifts <= MAX_SHIFTS, f"--shifts must be 1 to {MAX_SHIFTS}, got {args.shifts}"),
         (
             args.batch_size is None or args.batch_size >= 1,
             f"--batch-size must be >= 1, got {args.batch_size}",

@@ -207,6 +207,7 @@ def batch_settings(
         "overlap": plan.overlap,
         "format": options.fmt,
         "sample_format": output_format.sample_format(options.bits),
+        **separator.settings_record(),  # shifts, ensemble members and weights (if any)
     }
     if options.fmt == "mp3":
         settings["mp3"] = [options.encoding.mp3_bitrate, options.encoding.mp3_preset]

@@ -70,7 +70,8 @@ def plan_segments(
 
     ``segment − overlap`` is rounded to a multiple of ``n_hop · wiener_win_len`` (of
     ``n_hop`` when the Wiener filter sees the whole input) and the overlap to a multiple
-    of ``n_hop``; both stay at least one unit long.
+    of ``n_hop``; both stay at least one unit long. For an ensemble ``n_hop`` is the least
+    common multiple of the members' hops, so the plan is aligned for every member.
 
     Raises:
         ValueError: non-positive lengths or an overlap not shorter than the segment.
@@ -80,7 +81,7 @@ def plan_segments(
             f"need 0 < overlap < segment, got overlap {overlap_seconds} s and "
             f"segment {segment_seconds} s"
         )
-    rate, hop = separator.sample_rate, separator.config.n_hop
+    rate, hop = separator.sample_rate, math.lcm(*separator.hops)  # every member's hop
     unit = hop * (separator.wiener.wiener_win_len or 1)
     step = max(1, round((segment_seconds - overlap_seconds) * rate / unit)) * unit
     overlap = max(1, round(overlap_seconds * rate / hop)) * hop

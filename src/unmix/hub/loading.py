@@ -10,6 +10,7 @@ import torch
 
 from ..config import ModelConfig
 from ..device import pick_device
+from ..ensemble import Ensemble, Weights, ensemble_parts
 from ..errors import UnmixError
 from ..export.separator import load_onnx_separator
 from ..filtering import WienerSettings
@@ -70,28 +71,42 @@ def load_separator(
     wiener: WienerSettings | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    shifts: int = 1,
+    weights: Weights | None = None,
 ) -> Separator:
     """Load a model and wrap it in a ready-to-use, frozen :class:`Separator`.
 
     Args:
-        model: registry name (``unmix models`` lists them), model folder or file, or an
-            ``.onnx`` graph from ``unmix export`` (run by onnxruntime).
+        model: registry name (``unmix models`` lists them), model folder or file, an
+            ``.onnx`` graph from ``unmix export`` (run by onnxruntime), or an ensemble of
+            these joined by ``+`` (``umx-preview+umx-rt-preview``: an
+            :class:`~unmix.ensemble.Ensemble`, the members' stems averaged).
         targets: targets to keep, in this order (Default: all). For best quality keep all
             targets: the Wiener stage couples them.
         wiener: the Wiener post-filter options (Default: :class:`WienerSettings`()).
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None``/``"auto"`` for the best one.
         progress: show download progress.
+        shifts: average this many time-shifted copies (:mod:`unmix.shifts`; Default: 1).
+        weights: an ensemble's weights per target, see :class:`~unmix.ensemble.Ensemble`.
 
     Returns:
         a :class:`Separator` in evaluation mode on ``device``.
     """
+    parts = ensemble_parts(model)
+    if len(parts) == 1 and weights is not None:
+        raise UnmixError(f"ensemble weights need an ensemble (models joined by +), got {model}")
+    if len(parts) > 1:
+        members = [load_separator(p, targets, wiener, device, progress) for p in parts]
+        return Ensemble(members, weights, shifts, names=parts).freeze()
     if Path(model).suffix.lower() == ".onnx":  # a graph from `unmix export`: settings baked in
+        if shifts != 1:
+            raise UnmixError(f"{model}: --shifts needs a torch model, not an exported graph")
         return load_onnx_separator(model, targets, wiener, device)
     config, net = load_model(model, progress)
     if targets:
         net = net.select_targets(targets)
         config = config.with_(targets=net.targets)
-    separator = Separator(net, config, wiener or WienerSettings())
+    separator = Separator(net, config, wiener or WienerSettings(), shifts)
     return separator.freeze().to(pick_device(device))
 
 

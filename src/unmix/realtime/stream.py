@@ -79,6 +79,7 @@ class StreamSeparator:
             settings = None if wiener is None else _offline(wiener)
             separator = load_separator(model, targets, settings, "cpu", progress=False)
         separator = separator.freeze()
+        separator.check_single("real-time separation")
         cfg = separator.config
         rate = cfg.sample_rate
         if sample_rate is not None and sample_rate != rate:
