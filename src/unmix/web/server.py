@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..device import pick_device
+from ..ensemble import ensemble_parts
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_model
@@ -68,8 +69,14 @@ def serve(options: ServeOptions) -> None:
 
     for warning in check_options(options):
         log.warning(warning)
-    config, model = load_model(options.model)
-    separators = Separators(config, model.freeze(), options.wiener, pick_device(options.device))
+    parts = ensemble_parts(options.model)  # a+b: an ensemble, checked before serving
+    loaded = [(part, *load_model(part)) for part in parts]
+    _, config, model = loaded[0]
+    members = [(p, c, m.freeze()) for p, c, m in loaded] if len(parts) > 1 else []
+    separators = Separators(
+        config, model.freeze(), options.wiener, pick_device(options.device), members
+    )
+    separators.get(separators.targets)
     settings = Settings(
         model=options.model,
         jobs_dir=options.jobs_dir,

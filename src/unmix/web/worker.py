@@ -10,13 +10,14 @@ import errno
 import logging
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .. import audio as audio_io
 from ..config import ModelConfig
 from ..engine import SegmentPlan, separate_file
+from ..ensemble import Ensemble
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..models.contract import SeparationModel
@@ -36,16 +37,23 @@ class Cancelled(Exception):
 
 
 class Separators:
-    """The loaded model (once) and one :class:`Separator` per requested target tuple."""
+    """The loaded model (once) and one :class:`Separator` per requested target tuple.
+
+    ``members`` (name, config, model) make it an ensemble (``--model a+b``): each target
+    tuple gets an :class:`~unmix.ensemble.Ensemble` of the members' separators, and
+    ``config``/``model`` are the first member's.
+    """
 
     def __init__(
         self, config: ModelConfig, model: SeparationModel, wiener: WienerSettings,
         device: torch.device,
+        members: Sequence[tuple[str, ModelConfig, SeparationModel]] = (),
     ) -> None:  # fmt: skip
         self.config = config
         self.model = model
         self.wiener = wiener
         self.device = device
+        self.members = tuple(members)
         self._cache: dict[tuple[str, ...], Separator] = {}
 
     @property
@@ -56,11 +64,20 @@ class Separators:
     def get(self, targets: tuple[str, ...]) -> Separator:
         """The separator for ``targets`` (shares the model's weights), as ``--targets`` does."""
         if targets not in self._cache:
-            net = self.model if targets == self.targets else self.model.select_targets(targets)
-            config = self.config.with_(targets=net.targets)
-            sep = Separator(net, config, self.wiener).freeze().to(self.device)
-            self._cache[targets] = sep
+            if self.members:
+                seps = [self._single(c, m, targets) for _, c, m in self.members]
+                names = [name for name, _, _ in self.members]
+                self._cache[targets] = Ensemble(seps, names=names).freeze()
+            else:
+                self._cache[targets] = self._single(self.config, self.model, targets)
         return self._cache[targets]
+
+    def _single(
+        self, config: ModelConfig, model: SeparationModel, targets: tuple[str, ...]
+    ) -> Separator:
+        net = model if targets == tuple(config.targets) else model.select_targets(targets)
+        config = config.with_(targets=net.targets)
+        return Separator(net, config, self.wiener).freeze().to(self.device)
 
 
 def public_message(message: str, job: Job) -> str:
