@@ -20,8 +20,14 @@ from .songs import Song
 
 
 def excerpt(song: Song, source: str, draw: Draw, seq_len: int | None) -> np.ndarray:
-    """Cut and augment one source: ``(nb_channels, seq_len)`` float32."""
+    """Cut and augment one source: ``(nb_channels, seq_len)`` float32 (with the ``speed``
+    augmentation, cut from ``span(seq_len, speed)`` samples, moved back to fit the song)."""
     data = song.sources[source]
+    if seq_len is not None and draw.aug.speed != 1.0:  # read more (or less), then resample
+        need = min(augment.span(seq_len, draw.aug.speed), song.length)
+        start = min(draw.start, song.length - need)
+        cut = augment.resample(data[:, start : start + need], draw.aug.speed, seq_len)
+        return augment.apply(cut, draw.aug)
     stop = song.length if seq_len is None else draw.start + seq_len
     return augment.apply(data[:, draw.start : stop], draw.aug)
 
