@@ -1,47 +1,155 @@
-"""Pacer: waits for each block's arrival and counts the blocks that miss their deadline."""
+"""Pacer: waits for each block's arrival and counts the blocks that miss their deadline.
+
+All timing here runs on a fake clock: the tests check the pacing logic, never real time.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from unmix.realtime.pacing import Pacer, stream_report, timing_summary
+from unmix.realtime import pacing
+from unmix.realtime.pacing import Pacer, raise_priority, stream_report, timing_summary
 
 
 class FakeClock:
-    def __init__(self) -> None:
+    """Time moves only when someone sleeps or works, plus ``tick`` per reading (a spin ends)."""
+
+    def __init__(self, oversleep: float = 0.0, tick: float = 1e-9) -> None:
         self.now = 0.0
+        self.oversleep, self.tick = oversleep, tick
+        self.reads = 0
+        self.sleeps: list[float] = []
 
     def __call__(self) -> float:
+        self.reads += 1
+        self.now += self.tick
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds + self.oversleep
+
+    def work(self, seconds: float) -> None:
         self.now += seconds
+
+
+def paced(clock: FakeClock, spin: float = 0.0) -> Pacer:
+    return Pacer(1.0, realtime=True, spin=spin, clock=clock, sleep=clock.sleep)
 
 
 @pytest.mark.parametrize(("costs", "overruns"), [([0.5, 0.9, 0.2], 0), ([0.5, 1.5, 0.2], 1),
                                                   ([2.5, 0.1, 0.1, 0.1], 2)])  # fmt: skip
 def test_overruns(costs: list[float], overruns: int) -> None:
     clock = FakeClock()
-    pacer = Pacer(1.0, realtime=True, clock=clock, sleep=clock.sleep)
+    pacer = paced(clock)
     for cost in costs:
-        pacer.run(lambda cost=cost: clock.sleep(cost))
+        pacer.run(lambda cost=cost: clock.work(cost))
     assert pacer.overruns == overruns
     assert pacer.compute == pytest.approx(costs)
+
+
+def test_an_overrun_is_work_ending_after_the_next_arrival() -> None:
+    # block 0 arrives at 1, is due at 2; block 1 waits for block 0 (backlog)
+    clock = FakeClock()
+    pacer = paced(clock)
+    pacer.run(lambda: clock.work(1.2))  # ends at 2.2 > 2: overrun
+    pacer.run(lambda: clock.work(0.7))  # starts at 2.2 (arrived at 2), ends at 2.9 <= 3
+    assert pacer.overruns == 1
+    assert pacer.wake == pytest.approx([0.0, 0.2], abs=1e-6)
+    assert pacer.response == pytest.approx([1.2, 0.9], abs=1e-6)
+
+
+def test_deadlines_are_absolute_so_late_wake_ups_do_not_drift() -> None:
+    clock = FakeClock(oversleep=0.3)  # every sleep ends 0.3 late
+    pacer = paced(clock)
+    for _ in range(50):
+        pacer.run(lambda: clock.work(0.1))
+    # each block wakes 0.3 after its own arrival, never later: no accumulation
+    assert pacer.wake == pytest.approx([0.3] * 50, abs=1e-6)
+    assert pacer.overruns == 0
+    assert clock.now == pytest.approx(50 + 0.3 + 0.1, abs=1e-6)
+
+
+def test_sleeps_until_shortly_before_the_arrival_then_spins() -> None:
+    clock = FakeClock(tick=1e-4)
+    pacer = paced(clock, spin=0.05)
+    pacer.begin()  # t0 = 0.0001
+    reads = clock.reads
+    pacer.run(lambda: None)
+    assert clock.sleeps == pytest.approx([1.0 - 0.05 - 1e-4], abs=1e-6)
+    assert clock.reads - reads > 400  # spun the last 0.05 s on the clock
+    assert 0.0 <= pacer.wake[0] < 3e-4  # started at the arrival, not a scheduler tick later
+
+
+def test_a_spin_covers_a_late_wake_up_shorter_than_itself() -> None:
+    clock = FakeClock(oversleep=0.02, tick=1e-4)
+    pacer = paced(clock, spin=0.05)
+    for _ in range(3):
+        pacer.run(lambda: clock.work(0.1))
+    assert max(pacer.wake) < 3e-4
+
+
+def test_input_waits_count_blocks_whose_input_came_after_their_arrival() -> None:
+    clock = FakeClock()
+    pacer = paced(clock)
+    pacer.begin()
+    pacer.note_input_wait(0.5)  # block 0 arrives at 1: in time
+    pacer.note_input_wait(1.5)  # late
+    assert pacer.input_waits == 1
 
 
 def test_without_realtime_nothing_waits_and_overruns_are_not_reported() -> None:
     clock = FakeClock()
     pacer = Pacer(1.0, clock=clock, sleep=clock.sleep)
-    pacer.run(lambda: clock.sleep(3.0))
-    assert clock.now == 3.0
+    pacer.run(lambda: clock.work(3.0))
+    assert clock.now == pytest.approx(3.0) and not clock.sleeps
     report = stream_report(pacer, 2047, 512, 44100, {"model": "x"})
     assert report["overruns"] is None
     assert report["latency_ms"] == pytest.approx(46.417, abs=1e-3)
-    assert report["p99_ms"] == 3000.0 and report["blocks"] == 1
+    assert report["p99_ms"] == pytest.approx(3000.0) and report["blocks"] == 1
     assert report["slow_blocks"] == 1
+    assert "response_p99_ms" not in report
+
+
+def test_realtime_report_has_the_lateness_distribution() -> None:
+    clock = FakeClock()
+    pacer = paced(clock)
+    pacer.priority = "SCHED_FIFO 10"
+    for cost in (0.2, 1.5, 0.2):
+        pacer.run(lambda cost=cost: clock.work(cost))
+    report = stream_report(pacer, 10, 100, 100, {})
+    assert report["overruns"] == 1
+    assert report["response_max_ms"] == pytest.approx(1500.0, abs=1e-3)
+    assert report["wake_max_ms"] == pytest.approx(500.0, abs=1e-3)  # block 2 waited for 1
+    assert report["priority"] == "SCHED_FIFO 10"
+    assert report["input_waits"] == 0
 
 
 def test_timing_summary() -> None:
     s = timing_summary([0.001 * k for k in range(1, 101)])
     assert s["p50_ms"] == pytest.approx(50.5) and s["max_ms"] == pytest.approx(100.0)
     assert timing_summary([])["p99_ms"] == 0.0
+    assert set(timing_summary([0.1], "wake_")) == {f"wake_{k}_ms" for k in ("p50", "p99", "max",
+                                                                          "mean")}  # fmt: skip
+
+
+def test_priority_not_permitted_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(pacing.os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(pacing.os, "setpriority", refuse)
+    got, restore = raise_priority()
+    assert got == "normal (raising the priority was not permitted: Operation not permitted)"
+    restore()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling calls")
+def test_priority_is_restored() -> None:
+    before = os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)
+    got, restore = raise_priority()
+    assert got.startswith(("SCHED_FIFO", "nice", "normal ("))
+    restore()
+    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before

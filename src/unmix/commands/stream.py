@@ -20,6 +20,7 @@ from ..realtime import DEFAULT_STREAM_MODEL, CausalWiener, StreamSeparator
 from ..realtime.files import stem_folder, stream_file
 from ..realtime.live import run_live
 from ..realtime.pacing import Pacer, stream_report
+from ..realtime.packed import STREAM_PRECISIONS
 from ..realtime.wiener import MAX_CAUSAL_NITER
 
 EPILOG = """\
@@ -112,6 +113,13 @@ def _stream_options(s: argparse._ArgumentGroup) -> None:
         help="lookahead mode: seconds separated per window (default: 0.5)",
     )
     s.add_argument(
+        "--precision",
+        default="fp32",
+        choices=STREAM_PRECISIONS,
+        help="causal network weights: fp32 (default), fp16 (half the memory traffic, "
+        "float32 arithmetic) or int8 (a quarter); docs/realtime.md",
+    )
+    s.add_argument(
         "--realtime",
         action="store_true",
         help="pace the input at the audio rate and count overruns",
@@ -181,25 +189,21 @@ def run(args: argparse.Namespace) -> int:
     wiener = CausalWiener(args.niter, args.softmask, args.residual, args.wiener_memory)
     stream = StreamSeparator(
         args.model, lookahead=args.lookahead, chunk=args.chunk, nb_channels=channels,
-        wiener=wiener, targets=args.targets,
+        wiener=wiener, targets=args.targets, precision=args.precision,
     )  # fmt: skip
     block = args.block or stream.separator.config.n_hop
     if not 1 <= block <= 10 * stream.sample_rate:
         raise UnmixError(f"--block must be 1..{10 * stream.sample_rate} samples, got {block}")
     pacer = Pacer(block / stream.sample_rate, realtime=args.realtime and not live)
-    info = {"model": str(args.model), "lookahead_s": args.lookahead, "threads": args.threads}
+    info = {"model": str(args.model), "lookahead_s": args.lookahead, "threads": args.threads,
+            "precision": stream.precision}  # fmt: skip
     if live:
         run_live(stream, block, pacer, args.input_device, args.output_device, args.play)
     else:
         _run_file(args, stream, block, pacer)
     report = stream_report(pacer, stream.latency, block, stream.sample_rate, info)
     if not args.quiet:
-        print(
-            f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms); "
-            f"{report['blocks']} blocks of {block} samples ({report['block_ms']:.1f} ms): "
-            f"p50 {report['p50_ms']:.2f} ms, p99 {report['p99_ms']:.2f} ms"
-            + (f", {report['overruns']} overruns" if report["overruns"] is not None else "")
-        )
+        print(_summary_line(report))
     if args.report is not None:
         atomic_write_text(args.report, json.dumps(_finite(report), indent=2) + "\n")
     return 0
@@ -217,6 +221,26 @@ def _run_file(args: argparse.Namespace, stream: StreamSeparator, block: int, pac
         print(f"unmix: {warning}")
     if not args.quiet:
         print(f"wrote {len(result.outputs)} files for {result.seconds:.1f} s: {destination}")
+
+
+def _summary_line(report: dict[str, object]) -> str:
+    """The one-line timing summary: compute, and with --realtime overruns and lateness."""
+    line = (
+        f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms); "
+        f"{report['blocks']} blocks of {report['block_samples']} samples "
+        f"({report['block_ms']:.1f} ms): compute p50 {report['p50_ms']:.2f} ms, "
+        f"p99 {report['p99_ms']:.2f} ms, max {report['max_ms']:.2f} ms"
+    )
+    if report["overruns"] is not None:
+        line += f"; {report['overruns']} overruns"
+    if report["realtime"]:
+        line += (
+            f" (work ending after the next block was due); response p99 "
+            f"{report['response_p99_ms']:.2f} ms, max {report['response_max_ms']:.2f} ms; "
+            f"wake-up p99 {report['wake_p99_ms']:.2f} ms; {report['input_waits']} input waits; "
+            f"priority {report['priority']}"
+        )
+    return line
 
 
 def _finite(report: dict[str, object]) -> dict[str, object]:

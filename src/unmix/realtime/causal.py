@@ -29,6 +29,7 @@ from ..models.umx import UMX
 from ..separator import Separator
 from ..transforms import magnitude
 from .fused import FusedStep
+from .packed import PackedStep, StreamPrecision
 from .wiener import CausalWiener, causal_wiener, initial_state
 
 
@@ -50,13 +51,21 @@ class CausalEngine:
         wiener: the causal post-filter settings.
         nb_channels: channels of the stream (the model's own, or 1/2 with up/downmix done
             by the caller).
+        precision: the network's weights: ``fp32`` (:class:`FusedStep`, the reference),
+            ``fp16`` or ``int8`` (:class:`~unmix.realtime.packed.PackedStep`).
 
     Raises:
         UnmixError: the model is not a unidirectional UMX, or the STFT cannot be inverted
             frame by frame (hop larger than half the window).
     """
 
-    def __init__(self, separator: Separator, wiener: CausalWiener, nb_channels: int) -> None:
+    def __init__(
+        self,
+        separator: Separator,
+        wiener: CausalWiener,
+        nb_channels: int,
+        precision: StreamPrecision = "fp32",
+    ) -> None:
         cfg = separator.config
         if not isinstance(separator.model, UMX) or not cfg.unidirectional:
             raise UnmixError(
@@ -67,7 +76,11 @@ class CausalEngine:
         if 2 * cfg.n_hop > cfg.n_fft:
             raise UnmixError(f"streaming needs n_hop <= n_fft / 2, got {cfg.n_hop}/{cfg.n_fft}")
         self.model: UMX = separator.model
-        self.step = FusedStep(separator.model)
+        fused = FusedStep(separator.model)
+        self.precision: StreamPrecision = precision
+        self.step: FusedStep | PackedStep = (
+            fused if precision == "fp32" else PackedStep(fused, precision)
+        )
         self.n_fft, self.n_hop = cfg.n_fft, cfg.n_hop
         self.mono_model = cfg.nb_channels == 1
         self.nb_channels = nb_channels

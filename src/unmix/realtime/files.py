@@ -3,7 +3,8 @@
 The file is decoded as a stream, resampled to the model rate (soxr, streaming), cut into
 blocks of exactly ``block`` samples (the last one shorter) and given to a
 :class:`~unmix.realtime.stream.StreamSeparator` one block at a time, as a sound card's
-callback would. The stems are shifted back by the stream's latency (so that they line up
+callback would: decoding runs in a reader thread, writing in a writer thread, and the
+paced thread between them only separates (:mod:`unmix.realtime.pipeline`). The stems are shifted back by the stream's latency (so that they line up
 with the input), resampled to the input's rate and written while they are produced; the
 files appear under their final names only when complete (:class:`unmix.audio.StemWriter`).
 """
@@ -19,7 +20,11 @@ import numpy as np
 from .. import audio as audio_io
 from ..errors import AudioError, UnmixError
 from .pacing import Pacer
+from .pipeline import run_pipeline
 from .stream import StreamSeparator
+
+#: a block (model rate, or its stems) and the input-rate mixture decoded since the last one
+_Item = tuple[np.ndarray, list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -120,21 +125,29 @@ def stream_file(
     )
     with writer:
         output = _Output(stream, writer, meta.sample_rate)
+        decoded: list[np.ndarray] = []  # input-rate mixture read since the last block
 
         def model_rate_blocks() -> Iterator[np.ndarray]:
-            for decoded in audio_io.iter_blocks(path):
-                output.add_mix(decoded)
-                yield into.process(decoded)
+            for piece in audio_io.iter_blocks(path):
+                decoded.append(piece)
+                yield into.process(piece)
             yield into.flush()
 
-        for piece in reblock(model_rate_blocks(), block):
-            result: list[np.ndarray] = []
+        def blocks() -> Iterator[_Item]:  # the reader thread
+            for piece in reblock(model_rate_blocks(), block):
+                mix = decoded[:]
+                del decoded[:]
+                yield piece, mix
 
-            def work(piece: np.ndarray = piece, result: list[np.ndarray] = result) -> None:
-                result.append(stream.process(piece))
+        def separate(item: _Item) -> _Item:
+            return stream.process(item[0]), item[1]  # the paced thread: nothing else
 
-            pacer.run(work)
-            output.add(result[0])
+        def write(item: _Item) -> None:  # the writer thread
+            for piece in item[1]:
+                output.add_mix(piece)
+            output.add(item[0])
+
+        run_pipeline(blocks(), separate, write, pacer)
         output.add(stream.flush(), last=True)
         if output.written == 0:
             raise UnmixError(f"{path} holds no audio samples")

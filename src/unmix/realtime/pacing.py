@@ -1,74 +1,148 @@
 """Pacing a stream at the audio rate, counting overruns, and the timing report.
 
-A real audio callback receives block ``i`` at ``t0 + (i + 1)·d`` (``d`` = block duration) and
-must hand its output back before the next block is due, ``t0 + (i + 2)·d``. :class:`Pacer`
-reproduces that on a file: it waits until a block would have arrived, times the work, and
-counts an **overrun** whenever the work ends after the block's deadline. A late block also
-delays the next ones (the backlog is never dropped, since every sample is written), so one
-stall can make several overruns in a row; the report's ``slow_blocks`` counts the blocks
-whose own compute took longer than a block, without the backlog.
+A sound card hands block ``i`` (``i = 0, 1, ...``) to its callback when the block's last
+sample has been captured, at its **arrival** ``a_i = t0 + (i + 1)·d`` (``d`` = block
+duration, ``t0`` = start of the stream), and plays the callback's output one block later:
+the block's **deadline** is ``D_i = a_i + d``. :class:`Pacer` reproduces that on a file.
+Block ``i``'s work starts at ``s_i >= max(a_i, e_{i-1})`` (not before it has arrived, not
+before the previous block is done) and ends at ``e_i``; an **overrun** is a block whose
+work ends after its deadline, ``e_i > D_i``. Its **response** ``e_i − a_i`` is what the
+report's lateness figures describe (an overrun is a response longer than ``d``); its
+**wake-up** ``s_i − a_i`` is how late the work started (the thread's wake-up jitter, or a
+backlog). A late block delays the ones after it (nothing is dropped, since every sample is
+written), so one stall can make several overruns in a row; ``slow_blocks`` counts the blocks
+whose own compute took longer than ``d``, backlog aside.
+
+Deadlines are absolute (computed from ``t0``, never from the previous wake-up, so the
+schedule does not drift), and the wait before each arrival sleeps until ``spin`` seconds
+before it, then spins on the clock: an OS sleep can end late by a scheduler tick, a spin
+cannot.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+#: real-time priority asked for the compute thread (SCHED_FIFO, low in the 1..99 range)
+FIFO_PRIORITY = 10
+#: and for the reader and writer threads: below the compute thread, above everything else,
+#: or the compute thread could wait for the interpreter lock held by a helper thread that
+#: waits behind unrelated processes (priority inversion)
+HELPER_PRIORITY = 5
+
 
 @dataclass
 class Pacer:
-    """Time every block; with ``realtime``, also wait for it to "arrive" and count overruns.
+    """Time every block; with ``realtime``, also wait for it to arrive and count overruns.
 
     Args:
-        block_seconds: duration of one block of audio.
+        block_seconds: duration ``d`` of one block of audio.
         realtime: pace the input at the audio rate (else run as fast as possible).
+        spin: seconds of busy waiting before each arrival (after sleeping until then).
         clock, sleep: injectable for tests.
     """
 
     block_seconds: float
     realtime: bool = False
+    spin: float = 0.001
     clock: Callable[[], float] = time.perf_counter
     sleep: Callable[[float], None] = time.sleep
+    #: seconds of work per block
     compute: list[float] = field(default_factory=list)
+    #: realtime: end of the work minus the block's arrival, per block
+    response: list[float] = field(default_factory=list)
+    #: realtime: start of the work minus the block's arrival, per block
+    wake: list[float] = field(default_factory=list)
     overruns: int = 0
+    #: blocks whose input was not ready when their work could have started (reader behind)
+    input_waits: int = 0
     #: a sound card paces the blocks (live audio): overruns come from its status flags
     paced_by_device: bool = False
+    #: how the compute thread was scheduled (see :func:`raise_priority`)
+    priority: str = "normal"
     _start: float | None = None
 
+    def begin(self) -> None:
+        """Start the clock of the stream (``t0``); the first :meth:`run` does it otherwise."""
+        if self._start is None:
+            self._start = self.clock()
+
+    def arrival(self, index: int) -> float:
+        """When block ``index`` arrives (absolute, from ``t0``)."""
+        assert self._start is not None
+        return self._start + (index + 1) * self.block_seconds
+
+    def wait_until(self, moment: float) -> None:
+        """Sleep until ``spin`` seconds before ``moment``, then spin until it."""
+        rest = moment - self.spin - self.clock()
+        if rest > 0:
+            self.sleep(rest)
+        while self.clock() < moment:
+            pass
+
     def run(self, work: Callable[[], None]) -> None:
-        """Run ``work`` as the next block."""
+        """Run ``work`` as the next block (waiting for its arrival with ``realtime``)."""
         index = len(self.compute)
         if self.realtime:
-            if self._start is None:
-                self._start = self.clock()
-            arrival = self._start + (index + 1) * self.block_seconds
-            wait = arrival - self.clock()
-            if wait > 0:
-                self.sleep(wait)
+            self.begin()
+            self.wait_until(self.arrival(index))
         began = self.clock()
         work()
         ended = self.clock()
         self.compute.append(ended - began)
         if self.realtime:
-            assert self._start is not None
-            if ended > self._start + (index + 2) * self.block_seconds:
+            arrival = self.arrival(index)
+            self.wake.append(began - arrival)
+            self.response.append(ended - arrival)
+            if ended > arrival + self.block_seconds:
                 self.overruns += 1
 
+    def note_input_wait(self, ready: float) -> None:
+        """The next block's input came from the reader at ``ready``: a wait if after arrival."""
+        started = self.realtime and self._start is not None
+        if started and ready > self.arrival(len(self.compute)):
+            self.input_waits += 1
 
-def timing_summary(seconds: list[float]) -> dict[str, float]:
-    """p50/p99/max of per-block compute times, in milliseconds (zeros for no blocks)."""
+
+def raise_priority(priority: int = FIFO_PRIORITY) -> tuple[str, Callable[[], None]]:
+    """Give the calling thread real-time priority ``priority`` (1..99) where permitted.
+
+    Returns what was obtained (``"SCHED_FIFO 10"``, else ``"nice -10"``, or ``"normal
+    (...)"`` saying why not) and a function that restores the thread's scheduling. Threads
+    started afterwards by this thread inherit it, so start helper threads first.
+    """
+    if not hasattr(os, "sched_setscheduler"):
+        return "normal (no SCHED_FIFO on this system)", lambda: None
+    try:
+        old_policy, old_param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError:
+        pass
+    else:
+        return f"SCHED_FIFO {priority}", lambda: os.sched_setscheduler(0, old_policy, old_param)
+    try:  # per thread on Linux: the thread id is a process id for setpriority
+        tid = threading.get_native_id()
+        old = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, -priority)
+    except OSError as exc:
+        return f"normal (raising the priority was not permitted: {exc.strerror})", lambda: None
+    return f"nice -{priority}", lambda: os.setpriority(os.PRIO_PROCESS, tid, old)
+
+
+def timing_summary(seconds: list[float], prefix: str = "") -> dict[str, float]:
+    """p50/p99/max/mean of per-block seconds, in milliseconds (zeros for no blocks)."""
+    keys = [f"{prefix}{k}_ms" for k in ("p50", "p99", "max", "mean")]
     if not seconds:
-        return {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "mean_ms": 0.0}
+        return dict.fromkeys(keys, 0.0)
     ms = np.asarray(seconds) * 1000.0
-    return {
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "max_ms": float(ms.max()),
-        "mean_ms": float(ms.mean()),
-    }
+    values = (np.percentile(ms, 50), np.percentile(ms, 99), ms.max(), ms.mean())
+    return {k: float(v) for k, v in zip(keys, values, strict=True)}
 
 
 def stream_report(
@@ -77,7 +151,8 @@ def stream_report(
     """The ``--report`` JSON of ``unmix stream``."""
     block_ms = 1000.0 * block / sample_rate
     summary = timing_summary(pacer.compute)
-    return {
+    paced = pacer.realtime or pacer.paced_by_device
+    report: dict[str, object] = {
         **extra,
         "sample_rate": sample_rate,
         "latency_samples": latency,
@@ -86,9 +161,15 @@ def stream_report(
         "block_ms": block_ms,
         "blocks": len(pacer.compute),
         "realtime": pacer.realtime,
-        "overruns": pacer.overruns if pacer.realtime or pacer.paced_by_device else None,
+        "overruns": pacer.overruns if paced else None,
         # blocks whose own compute exceeded a block's duration (no backlog counted)
         "slow_blocks": sum(t > pacer.block_seconds for t in pacer.compute),
         **summary,
         "p99_of_block": summary["p99_ms"] / block_ms,
     }
+    if pacer.realtime:
+        report.update(timing_summary(pacer.response, "response_"))
+        report.update(timing_summary(pacer.wake, "wake_"))
+        report["input_waits"] = pacer.input_waits
+        report["priority"] = pacer.priority
+    return report

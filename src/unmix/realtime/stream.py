@@ -28,6 +28,7 @@ from ..hub.loading import load_separator
 from ..separator import Separator
 from .causal import CausalEngine, CausalState
 from .lookahead import LookaheadEngine, LookaheadState
+from .packed import StreamPrecision, check_stream_precision
 from .wiener import CausalWiener
 
 #: the shipped causal model, the default of :class:`StreamSeparator`
@@ -55,6 +56,10 @@ class StreamSeparator:
         wiener: causal post-filter settings (Default: those of the separator, with
             ``memory`` 4 s).
         targets: targets to keep when ``model`` is a name or folder.
+        precision: the causal network's weights: ``"fp32"`` (default, the reference),
+            ``"fp16"`` (half-precision weights, float32 arithmetic) or ``"int8"`` (int8
+            weights, inputs quantised per frame); see :mod:`unmix.realtime.packed`. The
+            STFT, Wiener filter and overlap-add are float32 in every precision.
 
     Raises:
         UnmixError: a bidirectional model without ``lookahead``, a rate other than the
@@ -72,7 +77,14 @@ class StreamSeparator:
         sample_rate: int | None = None,
         wiener: CausalWiener | None = None,
         targets: list[str] | None = None,
+        precision: StreamPrecision | str = "fp32",
     ) -> None:
+        self.precision: StreamPrecision = check_stream_precision(precision)
+        if self.precision != "fp32" and lookahead is not None:
+            raise UnmixError(
+                f"precision {self.precision} is for causal streaming; lookahead mode runs the "
+                "offline separator in fp32"
+            )
         if isinstance(model, Separator):
             separator = model
         else:
@@ -100,7 +112,7 @@ class StreamSeparator:
         self.engine: CausalEngine | LookaheadEngine
         if lookahead is None:
             causal = wiener or CausalWiener.from_settings(separator.wiener)
-            self.engine = CausalEngine(separator, causal, engine_channels)
+            self.engine = CausalEngine(separator, causal, engine_channels, self.precision)
             residual = ("residual",) if causal.residual else ()
             self.output_names = (*separator.targets, *residual)
             self._skip = cfg.n_fft - cfg.n_hop  # engine samples before the stream began
