@@ -49,6 +49,7 @@ def separate(
     wiener: WienerSettings | None = None,
     device: str | torch.device | None = None,
     shifts: int = 1,
+    precision: str = "fp32",
 ) -> dict[str, np.ndarray]:
     """Separate a song into stems.
 
@@ -57,8 +58,9 @@ def separate(
             ``(nb_channels, nb_timesteps)`` or ``(nb_timesteps, nb_channels)``.
         sample_rate: rate of ``audio`` (required for arrays).
         model: registry name, model folder, or an already loaded :class:`Separator`.
-        targets, wiener, device, shifts: see :func:`unmix.load_separator` (not used when
-            ``model`` is a :class:`Separator`); ``model="a+b"`` averages an ensemble.
+        targets, wiener, device, shifts, precision: see :func:`unmix.load_separator` (not
+            used when ``model`` is a :class:`Separator`); ``model="a+b"`` averages an ensemble;
+            ``precision="bf16"`` runs the networks in bfloat16 (:mod:`unmix.precision`).
 
     Returns:
         ``{target: (nb_channels, nb_timesteps) float32}`` at the input rate and length.
@@ -74,7 +76,14 @@ def separate(
     sep = (
         model
         if isinstance(model, Separator)
-        else load_separator(model, targets=targets, wiener=wiener, device=device, shifts=shifts)
+        else load_separator(
+            model,
+            targets=targets,
+            wiener=wiener,
+            device=device,
+            shifts=shifts,
+            precision=precision,
+        )
     )
     if not isinstance(audio, str | Path):
         return separate_array(sep, audio, int(sample_rate or 0))

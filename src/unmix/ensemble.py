@@ -167,6 +167,7 @@ class Ensemble(Separator):
         self._members: tuple[Separator, ...] = tuple(members)
         self.names = tuple(names)
         self.wiener = first.wiener
+        self.precision = first.precision  # loaded alike (load_separator), recorded once
         self.targets = first.targets
         widest = max(members, key=lambda m: m.config.n_fft)  # short audio is padded to it
         self.config = widest.config.with_(targets=first.targets)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 
@@ -44,16 +44,17 @@ def parse_precision(name: str) -> Precision:
     value = str(name).strip().lower()
     if value not in PRECISIONS:
         raise UnmixError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}")
-    return cast(Precision, value)
+    return value
 
 
 def cpu_bf16_support() -> tuple[bool, str]:
     """Whether this CPU runs bfloat16 matrix products natively (oneDNN's test for AVX-512
     BF16 or AMX), and a few words on what was found (for messages)."""
     capability = torch.backends.cpu.get_cpu_capability()
-    native = bool(
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        native = False
     return native, f"found {capability}, oneDNN bf16 {'yes' if native else 'no'}"
 
 

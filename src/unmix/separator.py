@@ -13,6 +13,7 @@ from .config import ModelConfig
 from .errors import UnmixError
 from .filtering import DEFAULT_WIENER, WienerSettings, frame_windows, wiener_sources
 from .models.contract import SeparationModel
+from .precision import DEFAULT_PRECISION, Precision, network_precision, parse_precision
 from .shifts import average_shifted, check_shifts, shift_offsets
 from .transforms import ISTFT, STFT, magnitude
 
@@ -28,10 +29,14 @@ class Separator(nn.Module):
             is nothing to refine: ``niter`` is set to 0, with a warning.
         shifts: separate this many time-shifted copies and average them
             (:mod:`unmix.shifts`); 1 is plain separation.
+        precision: what the network runs in (:mod:`unmix.precision`; check the device
+            with :func:`~unmix.precision.check_precision`); the Wiener stage stays float32.
     """
 
     #: time-shifted copies averaged by :meth:`forward` (:mod:`unmix.shifts`)
     shifts: int = 1
+    #: the network's precision (:mod:`unmix.precision`)
+    precision: Precision = DEFAULT_PRECISION
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class Separator(nn.Module):
         config: ModelConfig,
         wiener: WienerSettings = DEFAULT_WIENER,
         shifts: int = 1,
+        precision: Precision = DEFAULT_PRECISION,
     ) -> None:
         super().__init__()
         self.config = config
@@ -53,6 +59,7 @@ class Separator(nn.Module):
             wiener = dataclasses.replace(wiener, niter=0)
         self.wiener = wiener
         self.shifts = check_shifts(shifts)
+        self.precision = parse_precision(precision)
         self.stft = STFT(config.n_fft, config.n_hop, center=True)
         self.istft = ISTFT(config.n_fft, config.n_hop, center=True)
 
@@ -85,7 +92,10 @@ class Separator(nn.Module):
         """What else decides the stems besides model, targets and Wiener options, for the
         ``.unmix.json`` record of outputs; empty for plain separation, so that records
         written before these settings existed still match."""
-        return {"shifts": self.shifts} if self.shifts > 1 else {}
+        record: dict[str, Any] = {"shifts": self.shifts} if self.shifts > 1 else {}
+        if self.precision != DEFAULT_PRECISION:
+            record["precision"] = self.precision
+        return record
 
     def check_single(self, what: str) -> None:
         """Refuse (one line) to hand averaging separations to ``what``, which runs one
@@ -161,8 +171,9 @@ class Separator(nn.Module):
         Returns:
             ``(S, J, C_model, N, F)``.
         """
-        out: Tensor = self.model(X)  # (S, C, F, N, J)
-        return out.permute(0, 4, 1, 3, 2)
+        with network_precision(self.precision, X.device):
+            out: Tensor = self.model(X)  # (S, C, F, N, J)
+        return out.float().permute(0, 4, 1, 3, 2)  # float32 for the Wiener stage
 
     def to_dict(self, estimates: Tensor) -> dict[str, Tensor]:
         """Map ``(S, J', C, T)`` estimates to ``{name: (S, C, T)}``."""

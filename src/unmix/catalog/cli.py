@@ -81,6 +81,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     extra: dict[str, Any] = {}  # only when set: ledgers written before these options match
     if args.shifts > 1:
         extra["shifts"] = int(args.shifts)
+    if args.precision != "fp32":
+        extra["precision"] = str(args.precision)
     if args.ensemble_weights:
         extra["ensemble_weights"] = list(args.ensemble_weights)
     return {

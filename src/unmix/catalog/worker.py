@@ -45,6 +45,7 @@ def load_for(settings: Settings, device: str) -> Separator:
     return load_separator(
         settings["model"], settings["targets"], wiener_of(settings), device, progress=False,
         shifts=int(settings.get("shifts", 1)), weights=parse_weights(weights) if weights else None,
+        precision=str(settings.get("precision", "fp32")),
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from ..ensemble import JOIN, ensemble_parts, parse_weights
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_separator
+from ..precision import DEFAULT_PRECISION, PRECISIONS
 from ..separator import Separator
 
 
@@ -81,6 +82,18 @@ def add_device_option(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def add_precision_option(group: argparse._ArgumentGroup) -> None:
+    """``--precision fp32|bf16|fp16`` (:mod:`unmix.precision`)."""
+    group.add_argument(
+        "--precision",
+        default=DEFAULT_PRECISION,
+        choices=PRECISIONS,
+        help="what the networks compute in: bf16 is about twice as fast on CPUs with "
+        "AVX-512 BF16 or AMX and on GPUs, fp16 on CUDA GPUs; the Wiener filter stays "
+        f"float32 (default: {DEFAULT_PRECISION}; docs/speed.md)",
+    )
+
+
 def wiener_from_args(args: argparse.Namespace) -> WienerSettings:
     """The one :class:`WienerSettings` of the options above (``--wiener-win-len 0``: all)."""
     return WienerSettings(
@@ -97,6 +110,7 @@ def separator_from_args(args: argparse.Namespace) -> Separator:
     return load_separator(
         args.model, targets=args.targets, wiener=wiener_from_args(args), device=args.device,
         shifts=getattr(args, "shifts", 1), weights=parse_weights(weights) if weights else None,
+        precision=getattr(args, "precision", DEFAULT_PRECISION),
     )  # fmt: skip
 
 

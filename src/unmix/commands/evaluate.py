@@ -12,7 +12,12 @@ from ..errors import UnmixError
 from ..hub.datasets import PREVIEW, fetch_dataset
 from ..hub.registry import DEFAULT_MODEL
 from ..tracks import Track, find_tracks
-from .common import add_device_option, add_ensemble_options, add_wiener_options
+from .common import (
+    add_device_option,
+    add_ensemble_options,
+    add_precision_option,
+    add_wiener_options,
+)
 
 EPILOG = f"""\
 inputs:
@@ -110,6 +115,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_wiener_options(m)
     add_ensemble_options(m)
     add_device_option(m)
+    add_precision_option(m)
     p.set_defaults(run=run)
 
 
@@ -186,6 +192,7 @@ def _source(
         f"{'on' if args.softmask else 'off'}, residual {'on' if args.residual else 'off'}, "
         f"device {device}"
         + (f", shifts {args.shifts}" if args.shifts > 1 else "")
+        + (f", precision {args.precision}" if args.precision != "fp32" else "")
         + (f", ensemble weights {' '.join(args.ensemble_weights)}" if args.ensemble_weights else "")
     )
     return ev.model_estimates(separator, args.save_estimates), line, tracks

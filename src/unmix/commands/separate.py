@@ -33,6 +33,7 @@ from ..shifts import MAX_SHIFTS
 from .common import (
     add_device_option,
     add_ensemble_options,
+    add_precision_option,
     add_wiener_options,
     model_label,
     model_source,
@@ -208,6 +209,7 @@ def _processing_options(r: argparse._ArgumentGroup) -> None:
         help=f"cross-faded overlap between segments (default: {OVERLAP_SECONDS:g})",
     )
     add_device_option(r)
+    add_precision_option(r)
     r.add_argument(
         "-j",
         "--jobs",
@@ -307,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
     batch.options = options = dataclasses.replace(options, batch_size=size)
     jobs = f", {options.jobs} files at a time" if options.jobs > 1 else ""
     jobs += f", batches of up to {size} segments" if size > 1 else ""
+    jobs += f", {args.precision}" if args.precision != "fp32" else ""
     console.note(
         f"model {args.model} on {device} ({torch.get_num_threads()} threads{jobs}); segments "
         f"of {plan.segment / sep.sample_rate:.1f} s with {plan.overlap / sep.sample_rate:.1f} "

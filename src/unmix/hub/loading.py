@@ -16,6 +16,7 @@ from ..export.separator import load_onnx_separator
 from ..filtering import WienerSettings
 from ..models.architectures import get_architecture
 from ..models.contract import SeparationModel
+from ..precision import DEFAULT_PRECISION, check_precision
 from ..separator import Separator
 from .download import cache_dir, fetch
 from .folders import CONFIG_FILE, assemble, from_nnabla, read_file, read_folder, unpack_zip
@@ -73,6 +74,7 @@ def load_separator(
     progress: bool = True,
     shifts: int = 1,
     weights: Weights | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Separator:
     """Load a model and wrap it in a ready-to-use, frozen :class:`Separator`.
 
@@ -88,6 +90,8 @@ def load_separator(
         progress: show download progress.
         shifts: average this many time-shifted copies (:mod:`unmix.shifts`; Default: 1).
         weights: an ensemble's weights per target, see :class:`~unmix.ensemble.Ensemble`.
+        precision: ``fp32``, ``bf16`` (CPUs with AVX-512 BF16 or AMX, CUDA) or ``fp16``
+            (CUDA): what the networks run in (:mod:`unmix.precision`; Default: fp32).
 
     Returns:
         a :class:`Separator` in evaluation mode on ``device``.
@@ -96,18 +100,22 @@ def load_separator(
     if len(parts) == 1 and weights is not None:
         raise UnmixError(f"ensemble weights need an ensemble (models joined by +), got {model}")
     if len(parts) > 1:
-        members = [load_separator(p, targets, wiener, device, progress) for p in parts]
+        members = [
+            load_separator(p, targets, wiener, device, progress, precision=precision) for p in parts
+        ]
         return Ensemble(members, weights, shifts, names=parts).freeze()
     if Path(model).suffix.lower() == ".onnx":  # a graph from `unmix export`: settings baked in
         if shifts != 1:
             raise UnmixError(f"{model}: --shifts needs a torch model, not an exported graph")
-        return load_onnx_separator(model, targets, wiener, device)
+        return load_onnx_separator(model, targets, wiener, device, precision)
+    where = pick_device(device)
+    checked = check_precision(precision, where)  # before any download
     config, net = load_model(model, progress)
     if targets:
         net = net.select_targets(targets)
         config = config.with_(targets=net.targets)
-    separator = Separator(net, config, wiener or WienerSettings(), shifts)
-    return separator.freeze().to(pick_device(device))
+    separator = Separator(net, config, wiener or WienerSettings(), shifts, checked)
+    return separator.freeze().to(where)
 
 
 def save_model(

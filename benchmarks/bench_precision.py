@@ -1,0 +1,192 @@
+"""Precision benchmark: ``--precision bf16`` (and ``fp16`` on CUDA) against fp32.
+
+For each model (random-weight ``umxhq`` size, the issue's reference, and the shipped
+``umx-preview``) and thread count, 30 s of real music (the MUSDB18 preview mixtures back to
+back) go file to files through :func:`unmix.api.separate_file` (decode, segments, four
+float WAV stems: what ``unmix separate`` does), the precisions taking turns (fp32, bf16,
+fp32, bf16, ...) so that a drifting machine hits both alike. It prints, as markdown, the
+median wall time, the speed-up against fp32 measured pair by pair (median of the pairs),
+the share of time inside the networks, and the SDR of each target's stem against the
+fp32 stem (in-memory separation of the same music, and of the bundled example clip).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py              # ~2.5 min
+    python benchmarks/bench_precision.py --threads 1 2 --repeats 5
+
+Two-thread figures need two idle cores: on a shared machine they mostly measure the
+neighbours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sep_common
+
+from tests.helpers import randomize
+
+import sep_common as common
+from unmix import audio as audio_io
+from unmix.api import separate_array, separate_file
+from unmix.config import CONFIGS
+from unmix.hub.loading import load_separator
+from unmix.models.architectures import get_architecture
+from unmix.precision import cpu_bf16_support, parse_precision
+from unmix.separator import Separator
+
+EXAMPLE = common.REPO / "examples" / "nightowl-preview.m4a"
+#: one timed run: wall seconds, seconds inside the networks, process CPU seconds
+Run = tuple[float, float, float]
+
+
+def random_umxhq(precision: str, device: torch.device) -> Separator:
+    """The issue's reference size: umxhq config (hidden 512), the test suite's random weights."""
+    config = CONFIGS["umxhq"]
+    model = get_architecture(config.arch).build(config)
+    randomize(model, seed=0)
+    sep = Separator(model.freeze(), config, precision=parse_precision(precision))
+    return sep.freeze().to(device)
+
+
+def loader(name: str) -> Callable[[str, torch.device], Separator]:
+    if name == "umxhq-random":
+        return random_umxhq
+    return lambda precision, device: load_separator(name, device=device, precision=precision)
+
+
+@contextmanager
+def network_clock(sep: Separator) -> Iterator[list[float]]:
+    """Seconds spent inside ``sep.model`` (forward hooks), appended to the yielded list."""
+    spent = [0.0]
+    started: list[float] = []
+    pre = sep.model.register_forward_pre_hook(lambda *_: started.append(time.perf_counter()))
+    post = sep.model.register_forward_hook(
+        lambda *_: spent.__setitem__(0, spent[0] + time.perf_counter() - started.pop())
+    )
+    try:
+        yield spent
+    finally:
+        pre.remove()
+        post.remove()
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """10 log10(|ref|^2 / |ref - est|^2) over the whole stem (dB; inf when equal)."""
+    noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
+
+
+def stems_sdr(
+    seps: dict[str, Separator], audio: np.ndarray, rate: int
+) -> dict[str, dict[str, float]]:
+    """Per precision (not fp32): SDR of each target's stem against the fp32 stem."""
+    with torch.inference_mode():
+        stems = {p: separate_array(sep, audio, rate) for p, sep in seps.items()}
+    return {p: {t: sdr(stems["fp32"][t], s[t]) for t in s} for p, s in stems.items() if p != "fp32"}
+
+
+def time_files(
+    seps: dict[str, Separator], wav: Path, out: Path, repeats: int
+) -> dict[str, list[Run]]:
+    """Per precision, ``repeats`` × (wall seconds, network seconds, process CPU seconds) of
+    file-to-files runs, the precisions taking turns; one warm-up run each first."""
+    runs: dict[str, list[Run]] = {p: [] for p in seps}
+    for k in range(repeats + 1):
+        for precision, sep in seps.items():
+            with network_clock(sep) as spent:
+                start, cpu = time.perf_counter(), time.process_time()
+                separate_file(sep, wav, out / f"{precision}-{k}", fmt="wav")
+                if next(sep.parameters()).device.type == "cuda":
+                    torch.cuda.synchronize()
+                wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            if k:
+                runs[precision].append((wall, spent[0], cpu))
+    return runs
+
+
+def summary(base: list[Run], runs: list[Run], seconds: float) -> tuple[float, ...]:
+    """Medians: wall s, × real time, wall speed-up pair by pair, CPU s, CPU speed-up, share
+    of the wall time inside the networks."""
+    pairs = list(zip(base, runs, strict=True))
+    wall = statistics.median(r[0] for r in runs)
+    return (
+        wall,
+        seconds / wall,
+        statistics.median(b[0] / r[0] for b, r in pairs),
+        statistics.median(r[2] for r in runs),
+        statistics.median(b[2] / r[2] for b, r in pairs),
+        statistics.median(r[1] / r[0] for r in runs),
+    )
+
+
+def fmt_sdr(values: dict[str, float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["umxhq-random", "umx-preview"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    if device.type == "cpu" and not cpu_bf16_support()[0]:
+        sys.exit(f"this CPU has no native bf16 ({cpu_bf16_support()[1]}): nothing to compare")
+    info = common.machine()
+    print(
+        f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, unmix {info['unmix']}; "
+        f"{cpu_bf16_support()[1]}; device {device}; {args.seconds:g} s of real music, "
+        f"file to float WAV stems, {args.repeats} interleaved runs per case (medians)\n"
+    )
+    example, example_rate = audio_io.read(EXAMPLE)
+    rows, quality = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
+        wav = common.write_music(Path(tmp) / "music.wav", args.seconds)
+        music, rate = audio_io.read(wav)
+        for name in args.models:
+            seps = {p: loader(name)(p, device) for p in precisions}
+            with common.threads(1):
+                on_music = stems_sdr(seps, music, rate)
+                on_example = stems_sdr(seps, example, example_rate)
+            for p in precisions[1:]:
+                quality.append((name, p, on_music[p], on_example[p]))
+            for n in args.threads:
+                with common.threads(n):
+                    runs = time_files(seps, wav, Path(tmp), args.repeats)
+                for p in precisions:
+                    rows.append((name, n, p, *summary(runs["fp32"], runs[p], args.seconds)))
+    targets = " / ".join(seps["fp32"].output_names)
+    print(
+        "| model | threads | precision | wall (s) | × real time | speed-up vs fp32 (wall) "
+        "| CPU (s) | speed-up vs fp32 (CPU) | networks' share |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, n, p, wall, rt, ratio, cpu, cpu_ratio, share in rows:
+        print(
+            f"| {name} | {n} | {p} | {wall:.2f} | {rt:.1f} | {ratio:.2f}× | {cpu:.2f} "
+            f"| {cpu_ratio:.2f}× | {share:.0%} |"
+        )
+    print(f"\nSDR of the stems against the fp32 stems (dB; {targets}):\n")
+    print(f"| model | precision | {args.seconds:g} s of music | {EXAMPLE.name} |")
+    print("|---|---|---|---|")
+    for name, p, on_music, on_example in quality:
+        print(f"| {name} | {p} | {fmt_sdr(on_music)} | {fmt_sdr(on_example)} |")
+
+
+if __name__ == "__main__":
+    main()
