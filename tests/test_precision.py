@@ -272,6 +272,25 @@ def test_evaluate_with_precision(
         assert 30 <= sdr(stems["fp32"][t], stems["bf16"][t]) < 200, t
 
 
+@BF16
+def test_ray_catalogue_records_and_loads_the_precision(tiny_dir: Path) -> None:
+    """``--engine ray``: the ledger's settings carry the precision (fp32: absent, as before)
+    and each actor loads its separator with it."""
+    from unmix.catalog.cli import settings_from_args
+    from unmix.catalog.worker import load_for
+    from unmix.cli import build_parser
+
+    def settings(*extra: str) -> dict[str, object]:
+        argv = ["separate", "x.wav", "--model", str(tiny_dir), "--engine", "ray", *extra]
+        return settings_from_args(build_parser().parse_args(argv))
+
+    assert "precision" not in settings()
+    recorded = settings("--precision", "bf16")
+    assert recorded["precision"] == "bf16"
+    assert load_for(recorded, "cpu").precision == "bf16"
+    assert load_for(settings(), "cpu").precision == "fp32"
+
+
 # --- CUDA -------------------------------------------------------------------------------
 
 
