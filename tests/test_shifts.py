@@ -189,3 +189,18 @@ def test_export_and_stream_refuse_shifts(tmp_path):
         StreamSeparator(sep)
     with pytest.raises(UnmixError, match="--shifts needs a torch model"):
         load_separator(tmp_path / "graph.onnx", shifts=2)
+
+
+def test_evaluate_separates_with_shifts_and_an_ensemble(capsys, tmp_path, musdb_root):
+    common = ["evaluate", "--root", str(musdb_root), "--subset", "train", "--split", "valid",
+              "--tracks", "Actions - One Minute Smile", "--metrics", "sdr", "--no-plot",
+              "--targets", "vocals"]  # fmt: skip
+    args = ["--model", "umx-rt-preview+umx-rt-preview", "--shifts", "2"]
+    assert main([*common, *args, "--out-dir", str(tmp_path / "a")]) == 0
+    header = (tmp_path / "a" / "scores.md").read_text()
+    assert "model umx-rt-preview+umx-rt-preview" in header and "shifts 2" in header
+    assert main([*common, "--model", "umx-rt-preview", "--out-dir", str(tmp_path / "b")]) == 0
+    # a+a is a: the ensemble's score moves only by what the shifts change
+    shifted = (tmp_path / "a" / "scores.csv").read_text()
+    plain = (tmp_path / "b" / "scores.csv").read_text()
+    assert shifted != plain

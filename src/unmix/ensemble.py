@@ -197,7 +197,7 @@ class Ensemble(Separator):
         """Refuse: an ensemble runs several models."""
         raise UnmixError(
             f"{what} runs one model; ensembles ({JOIN.join(self.names)}) are for unmix "
-            "separate and unmix evaluate"
+            "separate, evaluate and serve"
         )
 
     def separate_once(self, audio: Tensor) -> Tensor:
