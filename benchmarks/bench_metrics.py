@@ -5,6 +5,18 @@ process, so that the peak memory of one is not charged to the other)::
 
     python benchmarks/bench_metrics.py speed --seconds 30 180 --repeat 3
 
+Short inputs (one 7-s preview clip, three joined: 21 s), one thread each (BLAS and
+unmix's own threads), and where each implementation spends its time on them::
+
+    python benchmarks/bench_metrics.py short
+    python benchmarks/bench_metrics.py speed --seconds 7 21 --threads 1 --repeat 5
+    python benchmarks/bench_metrics.py stages --seconds 7 21
+
+Whole processes (imports included), e.g. with /usr/bin/time -v, on saved signals::
+
+    python benchmarks/bench_metrics.py signals --seconds 21 --out /tmp/signals21
+    python benchmarks/bench_metrics.py worker unmix /tmp/signals21 /tmp/unmix.npy
+
 Conditioning (how close unmix gets to museval on the band-limited MUSDB18 stems, next to
 how much museval itself moves when the references change by 1e-9)::
 
@@ -101,6 +113,25 @@ def _reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The environment of a child limited to ``threads`` threads (BLAS and unmix's own)."""
+    env = dict(os.environ)
+    if threads is not None:
+        for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[key] = str(threads)
+        env["UNMIX_METRICS_THREADS"] = str(threads)
+    return env
+
+
+def save_signals(seconds: float, out: Path, first_clip: int = 0) -> str:
+    """Write ``references.npy`` and ``estimates.npy`` of :func:`make_signals` into ``out``."""
+    refs, ests, what = make_signals(seconds, first_clip=first_clip)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "references.npy", refs)
+    np.save(out / "estimates.npy", ests)
+    return f"{what}; {solver_path(refs, ests)}"
+
+
 def run_worker(impl: str, data: Path, out: Path) -> None:
     """Score the saved signals with one implementation; print one JSON line."""
     refs, ests = np.load(data / "references.npy"), np.load(data / "estimates.npy")
@@ -110,20 +141,23 @@ def run_worker(impl: str, data: Path, out: Path) -> None:
         from unmix.metrics import bss_eval_v4
     base_mb = _resident_mb("VmRSS")  # inputs and imports
     _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if impl == "museval":
         scores = museval.evaluate(refs, ests, win=RATE, hop=RATE)
     else:
         scores = bss_eval_v4(refs, ests, RATE, RATE)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak_mb = _resident_mb("VmHWM")
     np.save(out, np.stack([np.asarray(s) for s in scores[:4]]))
-    print(json.dumps({"impl": impl, "seconds": seconds, "peak_mb": peak_mb, "base_mb": base_mb}))
+    result = {"impl": impl, "seconds": seconds, "cpu": cpu, "peak_mb": peak_mb, "base_mb": base_mb}
+    print(json.dumps(result))
 
 
-def _child(impl: str, data: Path, out: Path) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "worker", impl, str(data), str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def _child(
+    impl: str, data: Path, out: Path, threads: int | None = None, command: str = "worker"
+) -> dict[str, float]:
+    cmd = [sys.executable, __file__, command, impl, str(data), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=thread_env(threads))
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
@@ -139,48 +173,138 @@ def solver_path(refs: np.ndarray, ests: np.ndarray) -> str:
     return "Schur" if fast is not None else "indefinite Gram: LU"
 
 
-def speed(seconds_list: list[float], repeat: int, first_clip: int = 0) -> None:
+def _header(threads: int | None) -> None:
+    import scipy
+
     import unmix
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"python {platform.python_version()}, numpy {np.__version__}, unmix {unmix.__version__}"
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"unmix {unmix.__version__}; threads: {threads or 'library defaults'}; "
+        f"load average {load:.1f} before the runs"
     )
+
+
+def speed(
+    seconds_list: list[float], repeat: int, first_clip: int = 0, threads: int | None = None
+) -> None:
+    _header(threads)
     print(
-        "| audio | signals | museval s | unmix s | speed-up | museval peak MB (before the call) "
-        "| unmix peak MB (before) "
+        "| audio | signals | museval s | unmix s | speed-up | speed-up in CPU time "
+        "| museval peak MB (before the call) | unmix peak MB (before) "
         "| max abs diff SDR / ISR / SIR / SAR (dB) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in seconds_list:
-            refs, ests, what = make_signals(seconds, first_clip=first_clip)
-            what += f"; {solver_path(refs, ests)}"
             data = Path(tmp) / "signals"
-            data.mkdir(exist_ok=True)
-            np.save(data / "references.npy", refs)
-            np.save(data / "estimates.npy", ests)
-            del refs, ests
+            what = save_signals(seconds, data, first_clip)
             runs: dict[str, list[dict[str, float]]] = {"museval": [], "unmix": []}
             for _ in range(repeat):  # alternate, so that drifts in machine load hit both
                 for impl in ("unmix", "museval"):
-                    runs[impl].append(_child(impl, data, Path(tmp) / f"{impl}.npy"))
+                    runs[impl].append(_child(impl, data, Path(tmp) / f"{impl}.npy", threads))
             a, b = np.load(Path(tmp) / "unmix.npy"), np.load(Path(tmp) / "museval.npy")
             diffs = " / ".join(f"{np.nanmax(np.abs(a[k] - b[k])):.1e}" for k in range(4))
             med = {k: float(np.median([r["seconds"] for r in v])) for k, v in runs.items()}
             peak = {k: float(np.median([r["peak_mb"] for r in v])) for k, v in runs.items()}
             base = {k: float(np.median([r["base_mb"] for r in v])) for k, v in runs.items()}
-            ratios = [
-                m["seconds"] / u["seconds"]
-                for m, u in zip(runs["museval"], runs["unmix"], strict=True)
-            ]
+            pairs = list(zip(runs["museval"], runs["unmix"], strict=True))
+            ratios = [m["seconds"] / u["seconds"] for m, u in pairs]
+            cpu = [m["cpu"] / u["cpu"] for m, u in pairs]
             print(
                 f"| {seconds:g} s | {what} | {med['museval']:.2f} | {med['unmix']:.2f} | "
                 f"{np.median(ratios):.1f}x (runs {min(ratios):.1f}-{max(ratios):.1f}) | "
+                f"{np.median(cpu):.1f}x ({min(cpu):.1f}-{max(cpu):.1f}) | "
                 f"{peak['museval']:.0f} ({base['museval']:.0f}) | "
                 f"{peak['unmix']:.0f} ({base['unmix']:.0f}) | {diffs} |",
                 flush=True,
             )
+
+
+#: unmix's stages, timed by wrapping these functions: (module, function, label)
+UNMIX_STAGES = (
+    ("filters", "lagged_xcorr", "correlations (blocks of FFTs)"),
+    ("filters", "_schur_solve", "all-reference filters (block-Toeplitz Schur, checked)"),
+    ("filters", "cholesky_solve_in_place", "own-reference filters (dense Cholesky)"),
+    ("bsseval", "filter_responses", "frequency responses of the filters"),
+    ("bsseval", "framewise_scores", "window scoring (FFTs, projections, energies)"),
+)
+#: museval's stages: (substring of the profiled function's name, label)
+MUSEVAL_STAGES = (
+    ("solve", "LU solves (numpy.linalg.solve)"),
+    ("pocketfft", "FFTs (correlations, filtering)"),
+)
+
+
+def run_stages(impl: str, data: Path) -> None:
+    """CPU seconds of one call (the first in this process) by stage; one JSON line."""
+    import cProfile
+    import pstats
+
+    refs, ests = np.load(data / "references.npy"), np.load(data / "estimates.npy")
+    stages: dict[str, float] = {}
+    if impl == "museval":
+        museval = import_museval()
+        profile = cProfile.Profile(time.process_time)
+        start = time.process_time()
+        profile.runcall(museval.evaluate, refs, ests, win=RATE, hop=RATE)
+        total = time.process_time() - start
+        table = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        for key, label in MUSEVAL_STAGES:
+            stages[label] = sum(
+                cum if key == "solve" else own
+                for (file, _, name), (_, _, own, cum, _) in table.items()
+                if key in name and (key != "solve" or "linalg" in file)
+            )
+    else:
+        from unmix.metrics import bss_eval_v4, bsseval, filters
+
+        modules = {"filters": filters, "bsseval": bsseval}
+        for module, name, label in UNMIX_STAGES:
+            function = getattr(modules[module], name)
+
+            def timed(*args: object, _f=function, _label=label, **kwargs: object) -> object:
+                begin = time.process_time()  # one thread works at a time (threads: 1)
+                try:
+                    return _f(*args, **kwargs)
+                finally:
+                    stages[_label] = stages.get(_label, 0.0) + time.process_time() - begin
+
+            setattr(modules[module], name, timed)
+        start = time.process_time()
+        bss_eval_v4(refs, ests, RATE, RATE)
+        total = time.process_time() - start
+        stages[UNMIX_STAGES[-1][2]] -= stages[UNMIX_STAGES[-2][2]]  # responses: own line
+    stages["everything else (checks, set-up, aggregation)"] = total - sum(stages.values())
+    stages["total"] = total
+    print(json.dumps(stages))
+
+
+def stage_table(seconds_list: list[float], repeat: int) -> None:
+    """Where the time goes, one thread each: medians of ``repeat`` fresh processes."""
+    _header(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for impl, unit, scale in (("unmix", "ms", 1000.0), ("museval", "s", 1.0)):
+            columns = []
+            for seconds in seconds_list:
+                data = Path(tmp) / f"signals{seconds:g}"
+                if not data.is_dir():
+                    save_signals(seconds, data)
+                runs = [
+                    _child(impl, data, Path(tmp) / "unused", 1, "stages-worker")
+                    for _ in range(repeat)
+                ]
+                columns.append({k: float(np.median([r[k] for r in runs])) for k in runs[0]})
+            heads = " | ".join(f"{s:g} s" for s in seconds_list)
+            print(f"| {impl}: CPU {unit} per call | {heads} |")
+            print("|---|" + "---:|" * len(seconds_list))
+            for key in columns[0]:
+                cells = " | ".join(
+                    f"{scale * c[key]:.{0 if unit == 'ms' else 2}f}" for c in columns
+                )
+                print(f"| {key} | {cells} |")
 
 
 def conditioning(nb_clips: int) -> None:
@@ -240,15 +364,36 @@ def main() -> None:
     s.add_argument("--seconds", type=float, nargs="+", default=[30.0, 180.0])
     s.add_argument("--repeat", type=int, default=3)
     s.add_argument("--first-clip", type=int, default=0, help="join the clips from this one on")
+    s.add_argument("--threads", type=int, help="BLAS and unmix threads (default: theirs)")
+    sh = sub.add_parser("short", help="speed on 7 s and 21 s, one thread each, 5 pairs")
+    sh.add_argument("--repeat", type=int, default=5)
+    st = sub.add_parser("stages", help="CPU time by stage, unmix and museval, one thread")
+    st.add_argument("--seconds", type=float, nargs="+", default=[7.0, 21.0])
+    st.add_argument("--repeat", type=int, default=3)
+    sg = sub.add_parser("signals", help="save the signals of --seconds into --out")
+    sg.add_argument("--seconds", type=float, required=True)
+    sg.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("conditioning", help="agreement on band-limited stems")
     c.add_argument("--clips", type=int, default=4)
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
     w.add_argument("impl", choices=["unmix", "museval"])
     w.add_argument("data", type=Path)
     w.add_argument("out", type=Path)
+    ws = sub.add_parser("stages-worker", help=argparse.SUPPRESS)
+    ws.add_argument("impl", choices=["unmix", "museval"])
+    ws.add_argument("data", type=Path)
+    ws.add_argument("out", type=Path)
     args = parser.parse_args()
     if args.command == "speed":
-        speed(args.seconds, args.repeat, args.first_clip)
+        speed(args.seconds, args.repeat, args.first_clip, args.threads)
+    elif args.command == "short":
+        speed([7.0, 21.0], args.repeat, 0, 1)
+    elif args.command == "stages":
+        stage_table(args.seconds, args.repeat)
+    elif args.command == "signals":
+        print(save_signals(args.seconds, args.out))
+    elif args.command == "stages-worker":
+        run_stages(args.impl, args.data)
     elif args.command == "conditioning":
         conditioning(args.clips)
     else:

@@ -33,10 +33,10 @@ References:
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import numpy as np
-import scipy.fft
 from numpy.typing import ArrayLike
 
 from .correlation import fast_fft_length, frequency_slabs, gather_blocks, spectra
@@ -46,7 +46,7 @@ from .parallel import nb_threads, ordered_map
 from .sdr import safe_db
 from .validation import MetricsInputError, check_not_silent, check_pair, silent_sources
 
-#: windows transformed together in the scoring stage (bounds memory)
+#: most windows transformed together in the scoring stage (bounds memory)
 WINDOWS_PER_CHUNK = 8
 
 
@@ -63,31 +63,36 @@ class BSSEvalScores(NamedTuple):
     sar: np.ndarray
 
 
-def filter_responses(filters: DistortionFilters, fft_size: int) -> np.ndarray:
+class FilterResponses(NamedTuple):
     """Frequency responses of the projections, from reference channels to estimate channels.
 
-    Rows ``(estimate, c_out)``: first the own-reference projections ``P_j`` (block
-    diagonal), then the projections ``P`` on all references. Columns: reference channels
-    ``(j, c_in)``.
+    Times the reference spectra of a frequency, they give the projections' spectra.
 
-    Returns:
-        ``(fft_size // 2 + 1, 2 nb_sources nb_channels, nb_sources nb_channels)`` complex:
-        times a column of reference spectra, the projections' spectra.
+    Attributes:
+        own: ``(F, nb_sources, nb_channels, nb_channels)`` complex: ``[f, j, c_out, c_in]``,
+            the own-reference projection ``P_j`` (reference ``j`` to estimate ``j`` only;
+            kept compact, not as a block-diagonal matrix).
+        full: ``(F, R, R)`` complex, ``R = nb_sources nb_channels``: rows ``(estimate,
+            c_out)``, columns ``(j, c_in)``, the projection ``P`` on all references.
     """
+
+    own: np.ndarray
+    full: np.ndarray
+
+
+def filter_responses(filters: DistortionFilters, fft_size: int) -> FilterResponses:
+    """Frequency responses of the projection filters at ``fft_size // 2 + 1`` frequencies."""
     nb_src, nb_ch, taps = filters.nb_sources, filters.nb_channels, filters.length
     rows = nb_src * nb_ch
-    all_f = scipy.fft.rfft(
-        filters.all_refs.reshape(rows, taps, rows), n=fft_size, axis=1
-    )  # (rows_in, F, rows_out)
-    own_f = scipy.fft.rfft(
-        filters.own_ref.reshape(nb_src, nb_ch, taps, nb_ch), n=fft_size, axis=2
-    )  # (j, c_in, F, c_out)
-    out = np.zeros((all_f.shape[1], 2 * rows, rows), dtype=all_f.dtype)
-    for j in range(nb_src):
-        sl = slice(j * nb_ch, (j + 1) * nb_ch)
-        out[:, sl, sl] = own_f[j].transpose(1, 2, 0)
-    out[:, rows:] = all_f.transpose(1, 2, 0)
-    return out
+    # taps last and contiguous: FFTs along the last axis run twice as fast as along others
+    full_t = filters.all_refs.reshape(rows, taps, rows).transpose(2, 0, 1)  # (out, in, taps)
+    own_t = filters.own_ref.reshape(nb_src, nb_ch, taps, nb_ch).transpose(0, 3, 1, 2)
+    full_f = np.fft.rfft(np.ascontiguousarray(full_t), n=fft_size, axis=-1)  # (out, in, F)
+    own_f = np.fft.rfft(np.ascontiguousarray(own_t), n=fft_size, axis=-1)  # (j, out, in, F)
+    return FilterResponses(
+        np.ascontiguousarray(own_f.transpose(3, 0, 1, 2)),
+        np.ascontiguousarray(full_f.transpose(2, 0, 1)),
+    )
 
 
 def parseval_weights(fft_size: int) -> np.ndarray:
@@ -104,7 +109,7 @@ ENERGIES = ("own", "proj", "spatial", "interference", "artifacts", "true", "erro
 
 
 def window_energies(
-    responses: np.ndarray, scale: np.ndarray, spec: np.ndarray, nb_rows: int
+    responses: FilterResponses, scale: np.ndarray, spec: np.ndarray, nb_rows: int
 ) -> np.ndarray:
     """Energies per window and channel row, computed from spectra (Parseval).
 
@@ -112,7 +117,7 @@ def window_energies(
     |s_hat - P|^2, |s|^2, |s_hat - s|^2``.
 
     Args:
-        responses: from :func:`filter_responses`, ``(F, 2 R, R)``.
+        responses: from :func:`filter_responses`.
         scale: square roots of :func:`parseval_weights`, ``(F,)``.
         spec: spectra of the zero-padded windows, ``(2 R, nb_windows, F)``: reference
             rows, then estimate rows; the FFT is at least ``window + L - 1`` long, so the
@@ -124,7 +129,8 @@ def window_energies(
     """
     nb_win = spec.shape[1]
     energy = np.zeros((len(ENERGIES), nb_rows * nb_win * 2))
-    own_resp, full_resp = responses[:, :nb_rows], responses[:, nb_rows:]
+    own_resp, full_resp = responses
+    by_source = own_resp.shape[1:3]  # (nb_sources, nb_channels)
     terms: np.ndarray | None = None
     # weighted spectra: plain sums of squares are the time-domain energies
     refs_slabs = frequency_slabs(spec[:nb_rows], scale)
@@ -133,7 +139,8 @@ def window_energies(
         if terms is None or terms.shape[1] != refs.shape[0]:
             terms = np.empty((len(ENERGIES), *refs.shape), dtype=complex)
         own, full = terms[0], terms[1]
-        np.matmul(own_resp[freqs], refs, out=own)  # P_j
+        shape = (refs.shape[0], *by_source, nb_win)  # (f, source, channel, window)
+        np.matmul(own_resp[freqs], refs.reshape(shape), out=own.reshape(shape))  # P_j
         np.matmul(full_resp[freqs], refs, out=full)  # P
         np.subtract(own, refs, out=terms[2])  # spatial distortion
         np.subtract(full, own, out=terms[3])  # interference
@@ -143,6 +150,19 @@ def window_energies(
         flat = terms.view(np.float64).reshape(len(ENERGIES), refs.shape[0], -1)
         energy += np.einsum("kfx,kfx->kx", flat, flat)
     return np.asarray(energy.reshape(len(ENERGIES), nb_rows, nb_win, 2).sum(axis=-1))
+
+
+def even_chunks(nb_windows: int) -> list[tuple[int, int]]:
+    """``[(first, stop), ...]``: the windows in an even number of chunks of nearly equal
+    size, at most :data:`WINDOWS_PER_CHUNK` each.
+
+    An even count lets two threads share a short input (7 windows: 4 + 3, not 7 + 0),
+    and the chunks do not depend on the number of threads, so neither do the results.
+    """
+    count = 2 * -(-nb_windows // (2 * WINDOWS_PER_CHUNK))
+    count = max(1, min(nb_windows, count))
+    edges = [nb_windows * i // count for i in range(count + 1)]
+    return list(itertools.pairwise(edges))
 
 
 def silent_windows(groups: list[np.ndarray], bounds: list[tuple[int, int]]) -> np.ndarray:
@@ -176,8 +196,8 @@ def framewise_scores(
     responses = filter_responses(filters, fft_size)
     scale = np.sqrt(parseval_weights(fft_size))
 
-    def score_chunk(first: int) -> np.ndarray:
-        chunk = bounds[first : first + WINDOWS_PER_CHUNK]
+    def score_chunk(span: tuple[int, int]) -> np.ndarray:
+        chunk = bounds[span[0] : span[1]]
         samples = gather_blocks([references, estimates], [a for a, _ in chunk], length, fft_size)
         spec = spectra(samples)
         del samples
@@ -197,8 +217,7 @@ def framewise_scores(
         scores[:, :, silent_windows([references, estimates], chunk)] = np.nan
         return scores
 
-    firsts = range(0, len(bounds), WINDOWS_PER_CHUNK)
-    chunks = ordered_map(score_chunk, firsts, nb_threads())
+    chunks = ordered_map(score_chunk, even_chunks(len(bounds)), nb_threads())
     return BSSEvalScores(*np.concatenate(list(chunks), axis=2))
 
 

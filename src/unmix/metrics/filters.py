@@ -25,7 +25,7 @@ import scipy.linalg
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .correlation import lagged_xcorr
-from .parallel import nb_threads, ordered_map
+from .parallel import nb_threads, ordered_map, scratch
 from .toeplitz import NotPositiveDefinite, block_toeplitz_cholesky, block_toeplitz_matvec
 
 #: museval's diagonal loading of the Gram matrix (float64 machine epsilon, absolute)
@@ -68,12 +68,15 @@ class DistortionFilters:
         return int(self.own_ref.shape[1] // self.nb_channels)
 
 
-def gram_matrix(ref_corr: np.ndarray, filters_len: int) -> np.ndarray:
+def gram_matrix(
+    ref_corr: np.ndarray, filters_len: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Gram matrix of the delayed reference channels.
 
     Args:
         ref_corr: ``(P, P, 2L - 1)`` correlations ``R[a, b, L-1+k] = sum_n x_a[n] x_b[n+k]``.
         filters_len: ``L``.
+        out: optional ``(P L, P L)`` float64 array to write it into.
 
     Returns:
         ``(P L, P L)``, exactly symmetric; entry ``((a, p), (b, q))`` is the inner product
@@ -82,7 +85,7 @@ def gram_matrix(ref_corr: np.ndarray, filters_len: int) -> np.ndarray:
     """
     nb = ref_corr.shape[0]
     size = filters_len
-    gram = np.empty((nb * size, nb * size))
+    gram = np.empty((nb * size, nb * size)) if out is None else out
     for a in range(nb):
         for b in range(a, nb):
             lags = ref_corr[a, b]
@@ -140,16 +143,19 @@ def museval_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.asarray(np.linalg.lstsq(matrix, rhs, rcond=None)[0])
 
 
-def dense_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve the symmetric system ``matrix @ x = rhs``: Cholesky, else museval's LU.
+def cholesky_solve_in_place(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """``matrix^-1 rhs`` by Cholesky; None when ``matrix`` is not numerically positive
+    definite (then use museval's LU, :func:`museval_solve`).
 
-    Cholesky when the matrix is numerically positive definite (a Gram matrix plus
-    ``eps`` loading usually is: half the work of LU, the same solution to rounding).
+    A Gram matrix plus ``eps`` loading usually is positive definite: half the work of
+    LU, the same solution to rounding. The symmetric C-ordered ``matrix`` is factored in
+    place (its transpose is the Fortran-ordered array LAPACK takes without a copy), so it
+    is overwritten either way.
     """
     try:
-        factor = scipy.linalg.cho_factor(matrix, check_finite=False)
+        factor = scipy.linalg.cho_factor(matrix.T, overwrite_a=True, check_finite=False)
     except np.linalg.LinAlgError:
-        return museval_solve(matrix, rhs)
+        return None
     return np.asarray(scipy.linalg.cho_solve(factor, rhs, check_finite=False))
 
 
@@ -184,11 +190,11 @@ def _schur_solve(
         loaded = blocks.copy()
         loaded[0] += loading * largest * np.eye(nb_rows)
         try:
-            factor = (block_toeplitz_cholesky(loaded), True)
+            factor = block_toeplitz_cholesky(loaded)
         except NotPositiveDefinite:
             continue
         del loaded
-        solution = np.asarray(scipy.linalg.cho_solve(factor, target, check_finite=False))
+        solution = factor.solve(target)
         for _ in range(2):  # accept, or refine once and check again
             residual = target - block_toeplitz_matvec(blocks, solution)  # unloaded system
             scale = norm * float(np.max(np.abs(solution))) + float(np.max(np.abs(target)))
@@ -196,7 +202,7 @@ def _schur_solve(
                 out: np.ndarray = np.empty_like(solution)
                 out[perm] = solution
                 return out
-            solution += scipy.linalg.cho_solve(factor, residual, check_finite=False)
+            solution += factor.solve(residual)
     return None
 
 
@@ -231,7 +237,6 @@ def distortion_filters(
     corr = lagged_xcorr([references, estimates], [references], filters_len - 1)
     ref_corr = corr[:rows]
     cross = cross_matrix(corr[rows:], filters_len)
-    own_solve = museval_solve if solver == "lu" else dense_solve
 
     def dense_all() -> np.ndarray:  # museval's own arithmetic, for ill-posed systems too
         gram = gram_matrix(ref_corr, filters_len)
@@ -246,10 +251,16 @@ def distortion_filters(
 
     def own_ref(j: int) -> np.ndarray:
         sl = slice(j * nb_ch, (j + 1) * nb_ch)
-        gram = gram_matrix(ref_corr[sl, sl], filters_len)
-        _load(gram, regularization)
         block = slice(j * nb_ch * filters_len, (j + 1) * nb_ch * filters_len)
-        return own_solve(gram, cross[block, sl])
+        size = nb_ch * filters_len
+
+        def gram() -> np.ndarray:  # in the thread's buffer: one for the four systems
+            out = gram_matrix(ref_corr[sl, sl], filters_len, scratch("gram", (size, size), float))
+            _load(out, regularization)
+            return out
+
+        solution = None if solver == "lu" else cholesky_solve_in_place(gram(), cross[block, sl])
+        return museval_solve(gram(), cross[block, sl]) if solution is None else solution
 
     if nb_src == 1:  # the same system twice: museval's two identical solves agree exactly
         full = all_refs()

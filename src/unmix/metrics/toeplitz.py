@@ -38,15 +38,71 @@ def _chol(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(factor)
 
 
-def _lower_solve(factor: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``factor^{-1} rhs`` for a lower triangular ``factor`` (LAPACK ``dtrtrs``)."""
-    out, info = lapack.dtrtrs(factor, rhs, lower=1)
+def _lower_solve(factor: np.ndarray, rhs: np.ndarray, trans: int = 0) -> np.ndarray:
+    """``factor^{-1} rhs`` (``trans=1``: ``factor^{-T} rhs``) for a lower triangular
+    ``factor`` (LAPACK ``dtrtrs``)."""
+    out, info = lapack.dtrtrs(factor, rhs, lower=1, trans=trans)
     if info != 0:
         raise NotPositiveDefinite("a Schur complement block is singular")
     return np.asarray(out)
 
 
-def block_toeplitz_cholesky(blocks: np.ndarray) -> np.ndarray:
+def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``matrix^{-1} rhs`` for a small square ``matrix`` (LAPACK ``dgesv``, as
+    ``numpy.linalg.solve``, without its per-call overhead)."""
+    _, _, out, info = lapack.dgesv(matrix, rhs)
+    if info != 0:
+        raise NotPositiveDefinite("a Schur complement block is singular")
+    return np.asarray(out)
+
+
+class BlockCholesky:
+    """A lower Cholesky factor ``L`` (``T = L L^T``) stored by block columns.
+
+    Block column ``k`` (rows ``k p …``, ``p`` columns; its top block lower triangular) is
+    a contiguous ``(n - k p, p)`` view of one flat buffer: half the memory of a dense
+    ``(n, n)`` factor, written in order. (A dense factor filled block row by block row
+    costs more in page faults on a fresh process than the factorization itself.)
+
+    Args:
+        columns: the block columns, in order.
+    """
+
+    def __init__(self, columns: list[np.ndarray]) -> None:
+        self.columns = columns
+        self.block = int(columns[0].shape[1])
+        self.size = int(columns[0].shape[0])
+
+    @classmethod
+    def from_dense(cls, factor: np.ndarray, block: int) -> BlockCholesky:
+        """The block columns of a dense lower triangular ``(n, n)`` ``factor``."""
+        n = factor.shape[0]
+        return cls([np.array(factor[k:, k : k + block]) for k in range(0, n, block)])
+
+    def dense(self) -> np.ndarray:
+        """``L`` as a dense ``(n, n)`` lower triangular array."""
+        out = np.zeros((self.size, self.size))
+        for k, col in enumerate(self.columns):
+            out[k * self.block :, k * self.block : (k + 1) * self.block] = col
+        return out
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``T^-1 rhs = L^-T L^-1 rhs`` by blocked substitutions; ``rhs`` ``(n, r)``."""
+        p = self.block
+        x = np.array(rhs, dtype=np.float64)
+        for k, col in enumerate(self.columns):  # L y = rhs, column by column
+            part = x[k * p : (k + 1) * p]
+            part[...] = _lower_solve(col[:p], part)
+            x[(k + 1) * p :] -= col[p:] @ part
+        for k in range(len(self.columns) - 1, -1, -1):  # L^T x = y, row by row
+            col = self.columns[k]
+            part = x[k * p : (k + 1) * p]
+            part -= col[p:].T @ x[(k + 1) * p :]
+            part[...] = _lower_solve(col[:p], part, trans=1)
+        return x
+
+
+def block_toeplitz_cholesky(blocks: np.ndarray) -> BlockCholesky:
     """Lower Cholesky factor ``L`` of the symmetric block-Toeplitz matrix ``T = L L^T``.
 
     Args:
@@ -55,7 +111,7 @@ def block_toeplitz_cholesky(blocks: np.ndarray) -> np.ndarray:
             must be symmetric.
 
     Returns:
-        ``(m p, m p)`` lower triangular, Fortran-ordered (what LAPACK takes without a copy).
+        ``L`` by block columns (``.solve`` solves ``T x = b``; ``.dense()`` writes it out).
 
     Raises:
         NotPositiveDefinite: ``T`` is not numerically positive definite.
@@ -63,32 +119,39 @@ def block_toeplitz_cholesky(blocks: np.ndarray) -> np.ndarray:
     m, p, _ = blocks.shape
     n = m * p
     first = _chol(blocks[0])
+    store = np.empty(p * p * m * (m + 1) // 2)  # all block columns, one after the other
+    columns = []
+    start = 0
     # generator [u, v] with T - Z T Z^T = u u^T - v v^T (Z: shift down by one block)
-    u = np.ascontiguousarray(_lower_solve(first, blocks.reshape(n, p).T).T)
+    u = store[: n * p].reshape(n, p)
+    u[...] = _lower_solve(first, blocks.reshape(n, p).T).T
     u[:p] = first  # R0 L0^-T = L0, exactly lower triangular
     v = u.copy()
     v[:p] = 0
-    upper = np.zeros((n, n))  # L^T, filled by rows: contiguous writes
-    upper[:p] = u.T
     eye = np.eye(p)
-    for k in range(1, m):
+    for _ in range(1, m):
+        columns.append(u)
+        start += u.size
         u, v = u[:-p], v[p:]  # shift u down one block, drop the (now zero) first block row
         top_u, top_v = u[:p], v[:p]
+        gram_u = top_u @ top_u.T
         # a J-unitary transform that zeroes the top block of v: [top_u, top_v] -> [x, 0]
-        x = _chol(top_u @ top_u.T - top_v @ top_v.T)
+        x = _chol(gram_u - top_v @ top_v.T)
         t_u = _lower_solve(x, top_u).T  # A^T X^-T
         y = _lower_solve(x, top_v)  # X^-1 B
         w = _chol(eye + y.T @ y)  # w w^T = (I - K^T K)^-1 with K = A^-1 B
         c2 = _lower_solve(w, eye).T  # c2 c2^T = I - K^T K
         # mixed form: new u from old u and v; new v from new u and old v
-        new_u = u @ t_u - v @ y.T
-        mix = x.T @ np.linalg.solve(top_u @ top_u.T, top_v) @ w
+        new_u = store[start : start + u.size].reshape(u.shape)  # block column k of L
+        np.matmul(u, t_u, out=new_u)
+        new_u -= v @ y.T
+        mix = x.T @ _solve(gram_u, top_v) @ w
         new_v = v @ c2 - new_u @ mix
         new_u[:p] = x
         new_v[:p] = 0
         u, v = new_u, new_v
-        upper[k * p : (k + 1) * p, k * p :] = u.T
-    return upper.T
+    columns.append(u)
+    return BlockCholesky(columns)
 
 
 def block_toeplitz_matvec(blocks: np.ndarray, x: np.ndarray) -> np.ndarray:
