@@ -168,6 +168,21 @@ def test_bf16_reaches_the_branch_threads(tiny_dir: Path, excerpt: tuple[np.ndarr
     assert not torch.equal(one, full)
 
 
+@BF16
+def test_an_ensemble_passes_the_precision_to_its_members_and_records_it(
+    tiny_dir: Path, excerpt: tuple[np.ndarray, int]
+) -> None:
+    both = f"{tiny_dir}+{tiny_dir}"
+    ensemble = load_separator(both, device="cpu", precision="bf16")
+    assert [m.precision for m in ensemble.members] == ["bf16", "bf16"]
+    assert ensemble.settings_record()["precision"] == "bf16"
+    assert "precision" not in load_separator(both, device="cpu").settings_record()
+    x = torch.from_numpy(excerpt[0])[None]
+    with torch.inference_mode():
+        alone = load_separator(tiny_dir, device="cpu", precision="bf16")(x)
+        assert torch.allclose(ensemble(x), alone, atol=1e-6)
+
+
 # --- API and CLI --------------------------------------------------------------------------
 
 
