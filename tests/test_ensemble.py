@@ -210,3 +210,13 @@ def test_export_and_stream_refuse_ensembles(capsys, tmp_path):
     code = main(["export", "--model", PAIR, "--out", str(tmp_path / "pair.onnx")])
     assert code != 0 and "unmix export runs one model" in capsys.readouterr().err
     assert not (tmp_path / "pair.onnx").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ensemble_and_shifts_on_cuda_equal_the_cpu(x):
+    """Members on the GPU, the weights follow the stems' device (the same arithmetic runs on
+    the CPU in every other test of this file)."""
+    on = {d: load_separator(PAIR, device=d, progress=False, shifts=2) for d in ("cpu", "cuda")}
+    with torch.inference_mode():
+        cpu, gpu = on["cpu"](x), on["cuda"](x.cuda()).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=0, atol=1e-4)

@@ -207,7 +207,7 @@ class Ensemble(Separator):
         rebalance = self.residual and not self._uniform
         for member, order, column in zip(self._members, self._order, self.weights.T, strict=True):
             stems = member(audio)[:, order]
-            weighted = stems * column.to(stems.dtype)[:, None, None]
+            weighted = stems * column.to(stems.device, stems.dtype)[:, None, None]
             total = weighted if total is None else total.add_(weighted)
             if rebalance:
                 part = stems.sum(dim=1) / len(self.members)
