@@ -4,13 +4,16 @@ A 4-minute stereo mixture of real music (the MUSDB18 preview mixtures back to ba
 separated at the model rate through the same engine (``unmix.engine.segments``: 60-s
 segments, cross-faded) by the torch :class:`~unmix.separator.Separator` and by the
 exported graph (:class:`~unmix.export.OnnxSeparator`), with the same thread count for
-torch and onnxruntime. Runs alternate (torch, float32, int8, torch, ...); medians are
-reported. Quality: SDR of each ONNX output against the torch output on the whole file.
+torch and onnxruntime. Runs alternate (torch, float32, int8, torch, ...); medians of wall
+time and of process CPU time are reported (on a shared machine the CPU time is the steadier
+of the two). Quality: SDR of each ONNX output against the torch output on the whole file;
+the int8 row's SDR is its cost against float32.
 
 Models: ``umx-preview`` (the shipped model, trained) and random-weight ``umxhq``-size
 weights (the test suite's scaled weights, so that every layer shapes the output).
 
-    python benchmarks/bench_export.py --seconds 240 --threads 1 --repeats 2
+    python benchmarks/bench_export.py                   # 1 thread, both models: ~3 min
+    python benchmarks/bench_export.py --threads 2       # the same on two threads
 """
 
 from __future__ import annotations
@@ -48,23 +51,26 @@ def run_model(name: str, source: str | Path, audio: np.ndarray, args, tmp: Path)
         print(f"{name}: export {quant} {time.perf_counter() - started:.1f} s", file=sys.stderr)
         label = "onnxruntime float32" if quant == "none" else "onnxruntime int8"
         runners[label] = OnnxSeparator(OnnxGraph(path, threads=args.threads))
-    times: dict[str, list[float]] = {k: [] for k in runners}
+    wall: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
     outputs: dict[str, np.ndarray] = {}
     torch.set_num_threads(args.threads)
     for _ in range(args.repeats):
         for label, sep in runners.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             outputs[label] = separate_long(sep, audio)
-            times[label].append(time.perf_counter() - started)
-            print(f"{name} {label}: {times[label][-1]:.1f} s", file=sys.stderr)
-    base = statistics.median(times["torch"])
+            wall[label].append(time.perf_counter() - started)
+            cpu[label].append(time.process_time() - cpu_started)
+            print(f"{name} {label}: {wall[label][-1]:.1f} s", file=sys.stderr)
+    base, base_cpu = statistics.median(wall["torch"]), statistics.median(cpu["torch"])
     rows = []
-    for label, values in times.items():
-        median = statistics.median(values)
+    for label in runners:
+        median, median_cpu = statistics.median(wall[label]), statistics.median(cpu[label])
         quality = "—" if label == "torch" else f"{sdr(outputs['torch'], outputs[label]):.1f}"
         rows.append(
-            f"| {name} | {label} | {median:.1f} | {audio.shape[1] / 44100 / median:.1f}× | "
-            f"{base / median:.2f}× | {quality} |"
+            f"| {name} | {args.threads} | {label} | {median:.1f} | "
+            f"{audio.shape[1] / 44100 / median:.1f}× | {base / median:.2f}× | "
+            f"{median_cpu:.1f} | {base_cpu / median_cpu:.2f}× | {quality} |"
         )
     return rows
 
@@ -74,13 +80,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=240.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--models", nargs="+", default=["umx-preview", "umxhq-size"])
+    parser.add_argument("--models", nargs="+", default=["umxhq-size", "umx-preview"])
     args = parser.parse_args()
+    started = time.perf_counter()
     audio = common.music(args.seconds).astype(np.float32)
     print(f"machine: {common.machine()}", file=sys.stderr)
     rows = [
-        "| model | runner | s (median) | × real time | vs torch | SDR vs torch (dB) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | threads | runner | wall s (median) | × real time | vs torch (wall) "
+        "| CPU s (median) | vs torch (CPU) | SDR vs torch (dB) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -89,6 +97,7 @@ def main() -> None:
                 source = common.write_model_folder(Path(tmp) / "umxhq")
             rows += run_model(name, source, audio, args, Path(tmp))
     print("\n".join(rows))
+    print(f"({time.perf_counter() - started:.0f} s in all)")
 
 
 if __name__ == "__main__":

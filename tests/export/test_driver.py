@@ -143,3 +143,23 @@ def test_nnabla_and_trained_folders(music, tmp_path):
         export_onnx(separator, path)
         outputs.append(assert_parity(separator, path, music[:, :200000]))
     assert np.abs(outputs[0] - outputs[1]).max() <= 1e-4
+
+
+def test_int8_keeps_the_dft_float(music, tmp_path):
+    """--quantize int8 stores the network's weights as int8 but leaves the STFT/ISTFT
+    matrix products float32 (int8 DFT bases would cost far more quality)."""
+    import onnx
+
+    separator = random_separator(ModelConfig(**TINY), WienerSettings(niter=1), seed=5)
+    path = tmp_path / "int8.onnx"
+    export_onnx(separator, path, quantize="int8")
+    nodes = onnx.load(path).graph.node
+    spectral = [n for n in nodes if n.name.startswith(("/stft/", "/istft/"))]
+    assert sum(n.op_type == "MatMul" for n in spectral) == 4  # two stages each way
+    assert not any("Integer" in n.op_type or "Quant" in n.op_type for n in spectral)
+    assert any(n.op_type == "DynamicQuantizeLSTM" for n in nodes)
+    assert OnnxGraph(path).info.quantization == "int8"
+    audio = music[:, :100000]
+    with torch.inference_mode():
+        expected = separator(torch.from_numpy(audio)[None])[0].numpy()
+    assert sdr(expected, OnnxGraph(path).run(audio)) >= 25

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..models.umx import UMX
 from ..separator import Separator
 from .spectral import GraphISTFT, GraphSTFT
 from .wiener import from_windows, to_windows, wiener_windows
@@ -35,15 +36,28 @@ class SeparationGraph(nn.Module):
         self.stft = GraphSTFT(config.n_fft, config.n_hop)
         self.istft = GraphISTFT(config.n_fft, config.n_hop)
 
+    def magnitudes(self, mag: Tensor) -> Tensor:
+        """Mixture magnitude ``(C, N, F)`` → target magnitudes ``(J, C, N, F)``.
+
+        A :class:`~unmix.models.umx.UMX` runs its branches here and stacks them (what its
+        ``forward`` computes, without the output buffer that becomes four ``ScatterND``
+        copies in the graph); other models run their own ``forward``.
+        """
+        if type(self.model) is UMX:
+            x = mag.transpose(0, 1)[:, None]  # (N, 1, C, F)
+            nets = [self.model.branch(t) for t in self.model.targets]
+            masks = [net.decode(net.skip(net.encode(x)), x.shape[2]) for net in nets]
+            return (torch.stack(masks)[:, :, 0] * x[:, 0]).transpose(1, 2)
+        V: Tensor = self.model(mag.transpose(1, 2)[None])[0]  # (C_model, F, N, J)
+        return V.permute(3, 0, 2, 1)
+
     def forward(self, mixture: Tensor) -> Tensor:
         """Separate ``(nb_channels, nb_samples)`` (``nb_samples > n_fft // 2``) → ``(J', C, nb_samples)``."""
-        spec = self.stft(mixture)  # (C, N, F, 2)
-        xr, xi = spec.unbind(-1)
+        xr, xi = self.stft(mixture)  # (C, N, F) each
         mag = torch.sqrt(xr * xr + xi * xi)  # (C, N, F)
         if self.mono_model:
             mag = mag.mean(dim=0, keepdim=True)
-        V = self.model(mag.transpose(1, 2)[None])[0]  # (C_model, F, N, J)
-        V = V.permute(3, 0, 2, 1)  # (J, C_model, N, F)
+        V = self.magnitudes(mag)  # (J, C_model, N, F)
         length = None if self.wiener.niter == 0 else self.wiener.wiener_win_len
         y_re, y_im = wiener_windows(
             to_windows(V, length),

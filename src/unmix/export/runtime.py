@@ -91,6 +91,7 @@ class OnnxGraph:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:  # from bytes: the runtime never opens another file
             session = ort.InferenceSession(
                 data, sess_options=options, providers=["CPUExecutionProvider"]

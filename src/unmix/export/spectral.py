@@ -1,10 +1,11 @@
-"""STFT and ISTFT as ONNX-friendly operations (opset 17 ``STFT`` and ``DFT``).
+"""STFT and ISTFT as ONNX-friendly operations: matrix products, or the ``STFT``/``DFT`` operators.
 
-In PyTorch these compute exactly what :class:`unmix.transforms.STFT` / ``ISTFT`` compute
-(``torch.stft`` / ``torch.fft.irfft``), but on real tensors with a trailing real/imaginary
-axis of size 2, so that no complex tensor enters the exported graph. When exported, each
-transform becomes one ONNX ``STFT`` or ``DFT`` node, which runtimes implement with an FFT
-(a DFT basis as a convolution would cost ``n_fft`` multiply-adds per bin and frame).
+:class:`GraphSTFT` and :class:`GraphISTFT` compute what :class:`unmix.transforms.STFT` /
+``ISTFT`` compute, on real tensors (real and imaginary parts apart), so that no complex
+tensor enters the exported graph. Where ``n_fft`` and ``n_hop`` factorise they use the
+two-stage matrix DFTs of :mod:`unmix.export.dft` (onnxruntime's matrix product is much
+faster than its FFT); otherwise one ONNX ``STFT`` node (:class:`StftFunction`) and one
+``DFT`` node (:func:`inverse_real_frames`, also used by the step graph).
 
 Overlap-add is the transposed convolution of the frames with a unit kernel of stride
 ``n_hop``; with ``n_fft = R · n_hop`` it is written as ``R`` shifted, zero-padded
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ..errors import UnmixError
+from .dft import FactorisedIrfft, FactorisedRfft, factorise, rfft_factors
 
 
 class StftFunction(torch.autograd.Function):
@@ -70,7 +72,7 @@ def inverse_real_frames(re: Tensor, im: Tensor, n_fft: int) -> Tensor:
     x0r, x1r = re.reshape(-1, 2, *re.shape[1:]).unbind(1)
     x0i, x1i = im.reshape(-1, 2, *im.shape[1:]).unbind(1)
     low = torch.stack([x0r - x1i, x0i + x1r], dim=-1)
-    inner = slice(1, nb_bins - 1)
+    inner = slice(1, n_fft - nb_bins + 1)  # bins mirrored above n_fft / 2 (odd n_fft too)
     high = torch.stack([x0r[..., inner] + x1i[..., inner], x1r[..., inner] - x0i[..., inner]], -1)
     high = torch.flip(high, [2])
     full = torch.cat([low, high], dim=2)  # (B/2, N, n_fft, 2)
@@ -98,15 +100,18 @@ def overlap_add(frames: Tensor, n_hop: int) -> Tensor:
     """``out[b, n·n_hop + t] = Σ frames[b, n, t]`` for ``frames (B, N, R·n_hop)`` → ``(B, (N+R-1)·n_hop)``."""
     batch, _, size = frames.shape
     pieces = size // n_hop
-    blocks = frames.reshape(batch, -1, pieces, n_hop)
-    out = functional.pad(blocks[:, :, 0], (0, 0, 0, pieces - 1))
+    blocks = frames.reshape(batch, -1, pieces, n_hop).unbind(2)  # one Split, not R Gathers
+    out = functional.pad(blocks[0], (0, 0, 0, pieces - 1))
     for k in range(1, pieces):
-        out = out + functional.pad(blocks[:, :, k], (0, 0, k, pieces - 1 - k))
+        out = out + functional.pad(blocks[k], (0, 0, k, pieces - 1 - k))
     return out.reshape(batch, -1)
 
 
 class GraphSTFT(nn.Module):
-    """Centred STFT (reflect padding, periodic Hann), real in, real/imaginary pairs out.
+    """Centred STFT (reflect padding, periodic Hann), real in, real and imaginary parts out.
+
+    Two matrix products (:class:`~unmix.export.dft.FactorisedRfft`) where ``n_fft`` and
+    ``n_hop`` factorise, the ONNX ``STFT`` operator otherwise.
 
     Args:
         n_fft: FFT size and window length.
@@ -120,17 +125,36 @@ class GraphSTFT(nn.Module):
         _check_geometry(n_fft, n_hop)
         self.n_fft, self.n_hop = n_fft, n_hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        rfft = FactorisedRfft(n_fft, n_hop, self.window) if rfft_factors(n_fft, n_hop) else None
+        self.rfft = rfft
 
-    def forward(self, audio: Tensor) -> Tensor:
-        """``(C, T)`` audio (``T > n_fft // 2``) → spectrum ``(C, N, F, 2)``, ``N = 1 + T // n_hop``."""
+    def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """``(C, T)`` audio (``T > n_fft // 2``) → ``re, im (C, N, F)``, ``N = 1 + T // n_hop``."""
         pad = self.n_fft // 2
         padded = functional.pad(audio[:, None], (pad, pad), mode="reflect")[:, 0]
-        out: Tensor = StftFunction.apply(padded, self.window, self.n_fft, self.n_hop)  # type: ignore[no-untyped-call]
-        return out
+        return frame_spectra(padded, self.window, self.n_fft, self.n_hop, self.rfft)
+
+
+def frame_spectra(
+    signal: Tensor, window: Tensor, n_fft: int, n_hop: int, rfft: FactorisedRfft | None
+) -> tuple[Tensor, Tensor]:
+    """``(C, L)`` → ``re, im (C, N, F)`` of the uncentred STFT, by ``rfft`` if given."""
+    if rfft is not None:
+        re, im = rfft(signal)
+        return re, im
+    spec: Tensor = StftFunction.apply(signal, window, n_fft, n_hop)  # type: ignore[no-untyped-call]
+    re, im = spec.unbind(-1)
+    return re, im
 
 
 class GraphISTFT(nn.Module):
-    """Inverse of :class:`GraphSTFT`: inverse DFT, window, overlap-add, divide by Σ window²."""
+    """Inverse of :class:`GraphSTFT`: inverse DFT, window, overlap-add, divide by Σ window².
+
+    Where ``n_fft`` and ``n_hop`` factorise, the inverse DFT and the window are two matrix
+    products (:class:`~unmix.export.dft.FactorisedIrfft`) whose output layout ``(N2, B,
+    N, N1)`` is overlap-added as it is (hop ``n_hop / N2`` along ``N1``) and transposed
+    once, at signal size; otherwise the ONNX ``DFT`` operator.
+    """
 
     window: Tensor
 
@@ -139,12 +163,21 @@ class GraphISTFT(nn.Module):
         _check_geometry(n_fft, n_hop)
         self.n_fft, self.n_hop = n_fft, n_hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.irfft = FactorisedIrfft(n_fft, n_hop, self.window) if factorise(n_fft, n_hop) else None
 
     def forward(self, re: Tensor, im: Tensor, like: Tensor) -> Tensor:
         """Spectrum ``re, im (B, N, F)`` → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
-        frames = inverse_real_frames(re, im, self.n_fft)
-        out = overlap_add(frames * self.window, self.n_hop)
-        envelope = overlap_add((self.window**2).expand_as(frames[:1]), self.n_hop)
+        batch, nb_frames = re.shape[0], re.shape[1]
+        if self.irfft is None:
+            frames = inverse_real_frames(re, im, self.n_fft)
+            out = overlap_add(frames * self.window, self.n_hop)
+        else:
+            n2 = self.irfft.n2
+            frames = self.irfft.transposed(re, im)  # (N2, B, N, N1)
+            out = overlap_add(frames.reshape(n2 * batch, nb_frames, -1), self.n_hop // n2)
+            out = out.reshape(n2, batch, -1).permute(1, 2, 0).reshape(batch, -1)
+        squared = (self.window**2).expand(1, nb_frames, self.n_fft)
+        envelope = overlap_add(squared, self.n_hop)
         start = self.n_fft // 2
         stop = start + like.shape[-1]
         return out[:, start:stop] / envelope[:, start:stop]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional
 
 from ..filtering import WienerSettings
 
@@ -28,10 +29,7 @@ def to_windows(x: Tensor, length: int | None) -> Tensor:
     """
     if length is None:
         return x[None]
-    nb_frames = x.shape[-2]
-    zeros = x.new_zeros((*x.shape[:-2], length - 1, x.shape[-1]))
-    padded = torch.cat([x, zeros], dim=-2)
-    padded = padded[..., : (nb_frames + length - 1) // length * length, :]
+    padded = functional.pad(x, (0, 0, 0, (length - x.shape[-2] % length) % length))
     windows = padded.reshape(*x.shape[:-2], -1, length, x.shape[-1])
     lead = windows.ndim - 3
     return windows.permute(lead, *range(lead), lead + 1, lead + 2)
