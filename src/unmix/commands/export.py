@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--quantize",
         default="none",
         choices=QUANTIZATIONS,
-        help="int8: dynamic int8 quantisation of the weights (faster, slightly worse)",
+        help="int8: dynamic int8 quantisation of the network's weights (the STFT/ISTFT stay "
+        "float32; faster for large models, about 37-42 dB SDR against float32)",
     )
     p.add_argument(
         "--step",
