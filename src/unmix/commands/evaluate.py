@@ -110,7 +110,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     o.add_argument("--no-plot", action="store_true", help="skip the box plots")
     m = p.add_argument_group("separation (with --model)")
-    m.add_argument("--model", default=None, help="registry name or model folder")
+    m.add_argument(
+        "--model", default=None, help="registry name or model folder; a+b averages an ensemble"
+    )
     m.add_argument("--save-estimates", type=Path, metavar="DIR", help="also write the stems")
     add_wiener_options(m)
     add_ensemble_options(m)

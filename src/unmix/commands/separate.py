@@ -71,6 +71,7 @@ examples:
   unmix separate song.mp3                              (separated/umxl/song/vocals.wav ...)
   unmix separate music/ --format flac -o stems/ -j 2   (two files at a time)
   unmix separate song.wav --two-stems vocals           (karaoke: vocals + no_vocals)
+  unmix separate song.wav -n umx-preview+umx-rt-preview  (ensemble: the stems averaged)
   unmix separate song.wav --mp3 --mp3-bitrate 192 --filename "{track}_{stem}.{ext}"
   ffmpeg -i video.mkv -f wav - | unmix separate -
 """
@@ -104,7 +105,8 @@ def _model_options(g: argparse._ArgumentGroup) -> None:
         "-n",
         "--model",
         default=DEFAULT_MODEL,
-        help=f"registry name (see 'unmix models') or model folder (default: {DEFAULT_MODEL})",
+        help=f"registry name (see 'unmix models') or model folder; a+b averages an ensemble "
+        f"(default: {DEFAULT_MODEL})",
     )
     g.add_argument(
         "--targets",

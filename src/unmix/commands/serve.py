@@ -35,7 +35,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument("--model", default="umx-preview", help="model to serve (default: umx-preview)")
+    p.add_argument(
+        "--model", default="umx-preview",
+        help="model to serve; a+b averages an ensemble (default: umx-preview)",
+    )  # fmt: skip
     p.add_argument(
         "--max-upload-mb", type=float, default=200.0, metavar="MB",
         help="largest upload in MB (default: 200)",
