@@ -4,10 +4,14 @@ umxhq-size model with random weights (4 targets, hidden 512; speed does not depe
 values), a long file of real music (the MUSDB18 preview mixtures of ../shared/data back to
 back, or the bundled clip, looped with the polarity flipped on every other pass), separated
 by :func:`unmix.engine.separate_files` into float WAV stems with each batch size in turn
-(interleaved repeats, medians). Also printed: the share of the wall time the networks were
-busy (the rest is decoding, cross-fading and writing that the batches did not hide), the
-peak accelerator memory, the batches that ran, and the "pipeline" row: the same file with
-the networks replaced by a copy, i.e. the most the reading and writing around them allow.
+(interleaved repeats, medians), and by today's path ("today": no batcher, one segment at a
+time on the file's thread). Also printed: the share of the wall time the networks were busy
+(the rest is decoding, cross-fading and writing that the batches did not hide), the CPU time
+per second of audio (robust on a shared CPU), the peak accelerator memory, the batches that
+ran; on CUDA a row with the target networks one after another instead of on their own CUDA
+streams; and the "pipeline" row: the same file with the networks replaced by a copy, i.e.
+the most the reading and writing around them allow on this machine (``--out`` on a faster
+disk, e.g. /dev/shm, shows what the disk costs).
 
 One command on a GPU machine (the issue's goal: ≥ 300× real time on an H100)::
 
@@ -53,6 +57,7 @@ from unmix.engine import (  # noqa: E402
 )
 from unmix.engine import batch as engine_batch  # noqa: E402
 from unmix.engine import batcher as batching  # noqa: E402
+from unmix.models import umx  # noqa: E402
 from unmix.models.umx import UMX  # noqa: E402
 from unmix.separator import Separator  # noqa: E402
 
@@ -120,9 +125,10 @@ def run_once(
 ) -> dict[str, float | list[int]]:  # fmt: skip
     """One separation of ``files`` with ``batch`` segments per network call.
 
-    ``mode``: ``batcher`` (the batcher thread, for every size, 1 included), ``today`` (no
-    batcher: one segment at a time on the job's thread, what ``--batch-size 1`` does) or
-    ``pipeline`` (the batcher with the networks replaced by a copy)."""
+    ``mode``: ``batcher`` (the batcher thread, for every size, 1 included), ``serial`` (the
+    same, target networks not on CUDA streams), ``today`` (no batcher: one segment at a time
+    on the job's thread, what ``--batch-size 1`` does) or ``pipeline`` (the batcher with the
+    networks replaced by a copy)."""
     meter = Meter(copy_only=mode == "pipeline")
 
     @contextlib.contextmanager
@@ -169,6 +175,7 @@ def main() -> None:
     parser.add_argument("--segment", type=float, default=60.0, help="segment length (s)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="where stems go (default: tmp)")
     args = parser.parse_args()
     device = pick_device(args.device)
     seconds = args.seconds or (600.0 if device.type == "cuda" else 90.0)
@@ -185,14 +192,17 @@ def main() -> None:
     rows: dict[str, list[dict[str, float | list[int]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = [write_music(Path(tmp) / f"song{k}.wav", seconds) for k in range(args.files)]
-        out = Path(tmp) / "out"
+        out = (args.out or Path(tmp)) / "unmix-bench-gpu-out"
         # warm-up (CUDA context, cuDNN plans, page cache) and the pipeline's own ceiling
         run_once(sep, files, out, max(args.batch), args.jobs, args.segment)
         runs = [("today: no batcher", 1, "today")]
         runs += [(f"batch {b}", b, "batcher") for b in args.batch]
+        if device.type == "cuda":  # the target networks one after another, as before
+            runs += [(f"batch {max(args.batch)}, no streams", max(args.batch), "serial")]
         runs += [("pipeline (no network)", max(args.batch), "pipeline")]
         for r in range(args.repeat):
             for label, batch, mode in runs:
+                umx.CUDA_STREAMS = mode != "serial"
                 res = run_once(sep, files, out, batch, args.jobs, args.segment, mode)
                 rows.setdefault(label, []).append(res)
                 print(f"repeat {r} {label:<22}: {res['rtf']:7.1f}x real time, networks "

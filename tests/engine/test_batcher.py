@@ -29,6 +29,7 @@ from unmix.engine.parallel import Cancelled, Stop
 from unmix.engine.segments import SegmentPlan, separate_segment
 from unmix.errors import UnmixError
 from unmix.hub.loading import load_separator, save_model
+from unmix.models import umx
 from unmix.models.umx import UMX, OpenUnmix
 from unmix.separator import Separator
 
@@ -343,16 +344,20 @@ def test_cli_batch_size(tmp_path, tiny_model, songs, capsys):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_batches_equal_unbatched(tiny_model, plan, songs, reference, tmp_path):
+def test_cuda_batches_equal_unbatched(tiny_model, plan, songs, reference, tmp_path, monkeypatch):
+    """On the GPU: batches (given and automatic) equal one segment at a time, the target
+    networks on their own CUDA streams equal them one after another, and both are close to
+    the CPU."""
     gpu = load_separator(tiny_model, device="cuda")
     assert auto_batch_size(gpu, plan) > 1
     runs = {}
-    for batch_size in (1, 4, None):
-        out = tmp_path / str(batch_size)
+    for batch_size, streams in ((1, True), (4, True), (None, True), (4, False)):
+        monkeypatch.setattr(umx, "CUDA_STREAMS", streams)
+        out = tmp_path / f"{batch_size}-{streams}"
         result = run(gpu, plan, [songs], out, batch_size, jobs=2)  # type: ignore[arg-type]
         assert result.failed == 0
-        runs[batch_size] = stems_of(out)
-    assert_same(runs[4], runs[1])
-    assert_same(runs[None], runs[1])
-    for name, stems in runs[1].items():  # the GPU itself: close to the CPU
+        runs[batch_size, streams] = stems_of(out)
+    for key in ((4, True), (None, True), (4, False)):
+        assert_same(runs[key], runs[1, True])
+    for name, stems in runs[1, True].items():
         assert np.abs(stems - reference[name]).max() < 1e-3, name

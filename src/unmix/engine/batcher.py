@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 #: largest automatic batch size (segments per network call)
 AUTO_CAP = 16
 #: accelerator memory of one segment, per STFT value (frames × bins × 2 channels), is
-#: estimated as 8 + 3 × outputs float32 values: the complex mixture (2), its magnitude (1),
-#: the largest transient of a target network (3), waveforms and their normalised copy (2),
-#: each output's magnitude, waveform and slice (3 each); times this margin for the allocator
+#: estimated as 8 + 6 × outputs float32 values: the complex mixture (2), its magnitude (1),
+#: waveforms and their normalised copy (2) and more (3); per output its magnitude, waveform
+#: and slice (3) and a target network's largest transient (3: on CUDA the target networks
+#: run at the same time, each on its stream); times this margin for the allocator
 MEMORY_MARGIN = 1.5
 #: seconds after which a partial batch runs although a stream could still add to it
 PATIENCE = 1.0
@@ -60,7 +61,7 @@ def segment_bytes(separator: Separator, plan: SegmentPlan) -> int:
     """Estimated accelerator memory one segment of ``plan`` needs in a batch (bytes)."""
     config = separator.config
     values = (plan.segment // config.n_hop + 1) * (config.n_fft // 2 + 1) * 2
-    floats = 8 + 3 * len(separator.output_names)
+    floats = 8 + 6 * len(separator.output_names)
     return int(values * floats * MEMORY_MARGIN * 4)
 
 
@@ -336,8 +337,10 @@ class BatchedStream(StreamingSeparator):
         self.batcher.release(self)
 
     def _collect(self, depth: int) -> list[np.ndarray]:
+        """Stems of the oldest segments: while more than ``depth`` are in flight, and those
+        already done (handed on at once, so that they are written meanwhile)."""
         finished = []
-        while len(self._pending) > depth:
+        while len(self._pending) > depth or (self._pending and self._pending[0][0].done()):
             future, last = self._pending[0]
             stems = self.batcher.wait(self, future)
             self._pending.popleft()

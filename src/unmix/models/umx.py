@@ -221,7 +221,9 @@ class UMX(Branches):
         nets = [self.branch(t) for t in self.targets]
         out = x.new_empty(S, len(nets), C, N, F)
         workers = min(torch.get_num_threads(), len(nets)) if x.device.type == "cpu" else 1
-        if workers < 2:
+        if x.device.type == "cuda" and CUDA_STREAMS and len(nets) > 1:
+            _run_on_streams(nets, x, out)
+        elif workers < 2:
             for j, net in enumerate(nets):
                 out[:, j] = net(x).transpose(-1, -2)
         else:
@@ -247,6 +249,24 @@ class UMX(Branches):
             outs.append(y)
             new_states.append(new)
         return torch.stack(outs), new_states
+
+
+#: on CUDA, run the target networks on their own streams (their LSTMs, latency-bound at
+#: small batches, then share the GPU instead of waiting for each other)
+CUDA_STREAMS = True
+
+
+def _run_on_streams(nets: Sequence[nn.Module], x: Tensor, out: Tensor) -> None:
+    """``out[:, j] = nets[j](x)`` (frames and bins swapped), each network on a CUDA stream."""
+    main = torch.cuda.current_stream(x.device)
+    streams = [torch.cuda.Stream(x.device) for _ in nets]  # type: ignore[no-untyped-call]
+    for j, (net, stream) in enumerate(zip(nets, streams, strict=True)):
+        stream.wait_stream(main)  # x and out are ready
+        with torch.cuda.stream(stream):
+            x.record_stream(stream)
+            out[:, j] = net(x).transpose(-1, -2)
+    for stream in streams:
+        main.wait_stream(stream)
 
 
 def _run_side_by_side(nets: Sequence[nn.Module], x: Tensor, workers: int) -> list[Tensor]:
