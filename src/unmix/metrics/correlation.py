@@ -193,6 +193,9 @@ def lagged_xcorr(
     def blocks_part(b0: int) -> np.ndarray:
         starts = [b * block for b in range(b0, min(b0 + BLOCKS_PER_CHUNK, nb_blocks))]
         spec = spectra(gather_blocks(groups, starts, block, fft_size))
+        if serial is not None:  # one thread: chunks run in order, add in place
+            accumulate(serial, spec, spec, add=b0 > 0)
+            return serial
         part = np.empty((fft_size // 2 + 1, nb_x, nb_y), dtype=complex)
         accumulate(part, spec, spec, add=False)
         return part
@@ -215,14 +218,19 @@ def lagged_xcorr(
         return part
 
     # one pool for both kinds of chunks; partial sums are added in chunk order, whatever
-    # the threads: deterministic results
+    # the threads: deterministic results (on one thread the blocks' sums go straight into
+    # one array, in the same order: the same numbers without a partial array per chunk)
+    threads = nb_threads()
     firsts = range(0, nb_blocks, BLOCKS_PER_CHUNK)
+    serial = np.empty((fft_size // 2 + 1, nb_x, nb_y), complex) if threads == 1 else None
     tasks: list[tuple[Callable[[int], np.ndarray], int]] = [(blocks_part, b0) for b0 in firsts]
     tasks += [(boundaries_part, i) for i in range(0, len(bounds), per_chunk)]
-    parts = ordered_map(lambda task: task[0](task[1]), tasks, nb_threads())
+    parts = ordered_map(lambda task: task[0](task[1]), tasks, threads)
     acc = next(parts)
     for _ in firsts[1:]:
-        acc += next(parts)
+        part = next(parts)
+        if part is not acc:
+            acc += part
     result = _lags(acc, fft_size, max_lag)
     if bounds:
         bacc = next(parts)
