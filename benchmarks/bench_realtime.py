@@ -2,7 +2,11 @@
 
   python benchmarks/bench_realtime.py blocks  [--model DIR] [--blocks N] [--repeats R]
       per-block compute (block = hop) of the given causal model and of an umxhq-size causal
-      model (hidden 512, 4 targets, n_fft 4096, random weights), interleaved, medians of R
+      model (hidden 512, 4 targets, n_fft 4096, random weights), in each precision (fp32,
+      fp16, int8), interleaved, medians of R
+  python benchmarks/bench_realtime.py precision --root MUSDB
+      SDR of fp16/int8 streaming against fp32 streaming (the example clip and the validation
+      clips) and against the true stems
   python benchmarks/bench_realtime.py wiener  --model DIR --root MUSDB
       SDR against the true stems on the validation clips: causal niter 0, causal niter 1
       (memory 1 s, 4 s, inf), and the offline filter (niter 1) on the same model
@@ -10,6 +14,10 @@
       lookahead mode (0.5, 1, 2 s) against offline separation of the same audio (the 14
       validation clips end to end, about 95 s; --clips N: the first N), and its compute
       per second of audio
+
+  python benchmarks/bench_realtime.py files --root MUSDB --out DIR [--minutes 10]
+      DIR/long10min.wav (the previews end to end) and DIR/umxhq-size-causal (the random
+      umxhq-size causal model as a model folder), the inputs of the --realtime runs
 
 SDR here is the global signal-to-distortion ratio 10·log10(Σ s² / Σ (s − ŝ)²) over all
 channels and samples, with the reference ``s`` named in each table.
@@ -28,7 +36,7 @@ import torch
 from unmix import audio as audio_io
 from unmix.config import ModelConfig
 from unmix.filtering import WienerSettings
-from unmix.hub.loading import load_separator
+from unmix.hub.loading import load_separator, save_model
 from unmix.models.umx import UMX
 from unmix.realtime import CausalWiener, StreamSeparator
 from unmix.separator import Separator
@@ -48,18 +56,20 @@ def stream_all(stream: StreamSeparator, audio: np.ndarray, block: int) -> np.nda
     return np.concatenate(outs, -1)[..., stream.latency :]
 
 
-def per_block_ms(stream: StreamSeparator, blocks: int) -> list[float]:
+def per_block_ms(stream: StreamSeparator, blocks: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU (this thread's) milliseconds per block of ``hop`` samples."""
     block = stream.separator.config.n_hop
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal((stream.nb_channels, block * (blocks + 20)))).astype(
         np.float32
     )
-    times = []
+    wall, cpu = [], []
     for i in range(blocks + 20):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         stream.process(audio[:, i * block : (i + 1) * block])
-        times.append(time.perf_counter() - t)
-    return [1000 * t for t in times[20:]]  # the first 20 warm up
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
+    return [1000 * t for t in wall[20:]], [1000 * t for t in cpu[20:]]  # 20 warm up
 
 
 def umxhq_size_causal() -> Separator:
@@ -75,21 +85,66 @@ def umxhq_size_causal() -> Separator:
 def cmd_blocks(args: argparse.Namespace) -> None:
     models = {"umx-rt-preview": load_separator(args.model, device="cpu", progress=False)}
     models["umxhq-size causal"] = umxhq_size_causal()
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
-    for _ in range(args.repeats):  # interleaved, so that both see the same machine load
-        for name, sep in models.items():
-            ms = per_block_ms(StreamSeparator(sep), args.blocks)
-            results[name].append((float(np.percentile(ms, 50)), float(np.percentile(ms, 99))))
-    print("| model | n_fft/hop | block (ms) | latency (ms) | p50 (ms) | p99 (ms) | p99 / block |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for name, sep in models.items():
-        cfg = sep.config
+    runs = [(name, p) for name in models for p in args.precisions]
+    results: dict[tuple[str, str], list[tuple[float, ...]]] = {k: [] for k in runs}
+    for _ in range(args.repeats):  # interleaved, so that all see the same machine load
+        for name, precision in runs:
+            stream = StreamSeparator(models[name], precision=precision)
+            ms, cpu = per_block_ms(stream, args.blocks)
+            results[name, precision].append(
+                (float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), max(ms),
+                 float(np.percentile(cpu, 50)), float(np.percentile(cpu, 99)))
+            )  # fmt: skip
+    print("| model | precision | n_fft/hop | block (ms) | p50 (ms) | p99 (ms) | max (ms) "
+          "| p99 / block | CPU p50 / p99 (ms) | CPU p99 / block |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, precision in runs:
+        cfg = models[name].config
         block_ms = 1000 * cfg.n_hop / cfg.sample_rate
-        p50 = statistics.median(r[0] for r in results[name])
-        p99 = statistics.median(r[1] for r in results[name])
-        latency = 1000 * (cfg.n_fft - 1) / cfg.sample_rate
-        print(f"| {name} | {cfg.n_fft}/{cfg.n_hop} | {block_ms:.1f} | {latency:.1f} | "
-              f"{p50:.2f} | {p99:.2f} | {p99 / block_ms:.0%} |")  # fmt: skip
+        p50, p99, top, c50, c99 = (
+            statistics.median(r[k] for r in results[name, precision]) for k in range(5)
+        )
+        print(f"| {name} | {precision} | {cfg.n_fft}/{cfg.n_hop} | {block_ms:.1f} | "
+              f"{p50:.2f} | {p99:.2f} | {top:.2f} | {p99 / block_ms:.0%} | "
+              f"{c50:.2f} / {c99:.2f} | {c99 / block_ms:.0%} |")  # fmt: skip
+    print(f"(one thread; medians of {args.repeats} interleaved repeats of {args.blocks} blocks)")
+
+
+def cmd_precision(args: argparse.Namespace) -> None:
+    """SDR of fp16/int8 streaming against fp32 streaming and against the true stems."""
+    clips = [("example", audio_io.read(Path(args.example))[0])]
+    clips += [(name, stems) for name, stems in validation_clips(args.root)]
+    models = {"umx-rt-preview": load_separator(args.model, device="cpu", progress=False),
+              "umxhq-size causal (random)": umxhq_size_causal()}  # fmt: skip
+    print("| model | precision | SDR vs fp32 stream, median (min) dB | SDR vs true stems, mean "
+          "over targets, median over clips (dB) |")  # fmt: skip
+    print("|---|---|---:|---:|")
+    for name, separator in models.items():
+        targets = separator.targets
+        per: dict[str, list[float]] = {p: [] for p in ("fp32", "fp16", "int8")}
+        truth: dict[str, list[float]] = {p: [] for p in per}
+        for clip, data in clips if name == "umx-rt-preview" else clips[: args.random_clips]:
+            mix = data if clip == "example" else data[0]
+            ref = stream_all(StreamSeparator(separator), mix, 512)
+            for precision in per:
+                out = ref if precision == "fp32" else stream_all(
+                    StreamSeparator(separator, precision=precision), mix, 512
+                )  # fmt: skip
+                per[precision] += [sdr(r, o) for r, o in zip(ref, out, strict=True)]
+                if clip != "example":
+                    true = [data[STEMS.index(t)] for t in targets]
+                    truth[precision].append(
+                        float(np.mean([sdr(t, o) for t, o in zip(true, out, strict=True)]))
+                    )
+        for precision in ("fp16", "int8", "fp32"):
+            vs = per[precision]
+            cell = "exact" if precision == "fp32" else f"{np.median(vs):.1f} ({min(vs):.1f})"
+            true_cell = f"{np.median(truth[precision]):.3f}" if truth[precision] else "-"
+            print(f"| {name} | {precision} | {cell} | {true_cell} |")
+    print(
+        f"(example clip + {len(clips) - 1} validation clips, every target; block 512; "
+        f"the random-weight model on the first {args.random_clips} clips)"
+    )
 
 
 def validation_clips(root: Path) -> list[tuple[str, np.ndarray]]:
@@ -148,13 +203,33 @@ def cmd_lookahead(args: argparse.Namespace) -> None:
           "| compute (s per s of audio) |")  # fmt: skip
     print("|---:|---:|---:|" + "---:|" * (len(separator.targets) + 1))
     for lookahead in (0.5, 1.0, 2.0):
-        stream = StreamSeparator(separator, lookahead=lookahead, chunk=args.chunk)
+        stream = StreamSeparator(
+            separator, lookahead=lookahead, chunk=args.chunk, context=args.context
+        )
         t = time.perf_counter()
         out = stream_all(stream, mix, 4096)
         cost = (time.perf_counter() - t) / seconds
         cells = " | ".join(f"{sdr(o, s):.1f}" for o, s in zip(offline, out, strict=True))
         print(f"| {lookahead} | {args.chunk} | {stream.latency_ms:.0f} | {cells} | {cost:.3f} |")
     print("(SDR of the lookahead output against the offline separation of the same audio)")
+
+
+def cmd_files(args: argparse.Namespace) -> None:
+    """The inputs of the --realtime runs: a long WAV and the umxhq-size causal model folder."""
+    clips = sorted((args.root / "train").glob("*.stem.mp4"))
+    pieces, total = [], 0
+    need = int(args.minutes * 60 * 44100)
+    while total < need:  # the previews end to end (looped if too few)
+        for path in clips:
+            mix = audio_io.read_stems(path)[0][0]
+            pieces.append(mix[:, : need - total])
+            total += pieces[-1].shape[1]
+            if total >= need:
+                break
+    audio_io.write(args.out / f"long{args.minutes:g}min.wav", np.concatenate(pieces, 1), 44100)
+    separator = umxhq_size_causal()
+    save_model(args.out / "umxhq-size-causal", separator.config, separator.model)
+    print(f"wrote {args.out}/long{args.minutes:g}min.wav and {args.out}/umxhq-size-causal")
 
 
 def main() -> None:
@@ -165,8 +240,14 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("blocks")
     b.add_argument("--model", default="umx-rt-preview")
-    b.add_argument("--blocks", type=int, default=2000)
+    b.add_argument("--blocks", type=int, default=1000)
     b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8"])
+    pr = sub.add_parser("precision")
+    pr.add_argument("--model", default="umx-rt-preview")
+    pr.add_argument("--root", type=Path, required=True)
+    pr.add_argument("--example", default="examples/nightowl-preview.m4a")
+    pr.add_argument("--random-clips", type=int, default=4)
     w = sub.add_parser("wiener")
     w.add_argument("--model", default="umx-rt-preview")
     w.add_argument("--root", type=Path, required=True)
@@ -175,8 +256,15 @@ def main() -> None:
     la.add_argument("--root", type=Path, required=True)
     la.add_argument("--chunk", type=float, default=0.5)
     la.add_argument("--clips", type=int, default=14, help="validation clips, end to end")
+    la.add_argument("--context", type=float, default=None, help="seconds (default: lookahead)")
+    f = sub.add_parser("files")
+    f.add_argument("--root", type=Path, required=True)
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--minutes", type=float, default=10.0)
     args = p.parse_args()
-    {"blocks": cmd_blocks, "wiener": cmd_wiener, "lookahead": cmd_lookahead}[args.cmd](args)
+    commands = {"files": cmd_files, "blocks": cmd_blocks, "precision": cmd_precision,
+                "wiener": cmd_wiener, "lookahead": cmd_lookahead}  # fmt: skip
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

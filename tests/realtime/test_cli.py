@@ -157,3 +157,20 @@ def test_input_at_another_rate_gives_stems_at_that_rate_and_length(
     total = sum(s for s, _ in stems)
     inner = slice(200, -200)  # away from the resampler's edges
     assert np.abs(total[:, inner] - audio[:, inner]).max() < 1e-2
+
+
+def test_context_option_reaches_lookahead_mode(
+    song: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    separator = tiny_separator("16k-mono", unidirectional=False)
+    folder = save_model(tmp_path / "bi", separator.config, separator.model)
+    path, audio = song
+    code = main(["stream", str(path), "--model", str(folder), "-o", str(tmp_path / "out"),
+                 "--lookahead", "0.1", "--chunk", "0.05", "--context", "0.3", "-q"])  # fmt: skip
+    assert code == 0
+    written, _ = audio_io.read(tmp_path / "out" / "song" / "vocals.wav")
+    for context, same in ((0.3, True), (0.05, False)):
+        stream = StreamSeparator(folder, lookahead=0.1, chunk=0.05, context=context,
+                                 nb_channels=2)  # fmt: skip
+        expected = run_stream(stream, audio, [9000])[0, :, stream.latency :]
+        assert (np.abs(written - expected).max() <= 1e-5) == same

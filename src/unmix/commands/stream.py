@@ -113,6 +113,14 @@ def _stream_options(s: argparse._ArgumentGroup) -> None:
         help="lookahead mode: seconds separated per window (default: 0.5)",
     )
     s.add_argument(
+        "--context",
+        type=float,
+        default=None,
+        metavar="SEC",
+        help="lookahead mode: seconds of past context per window (default: the lookahead, "
+        "at least one chunk; more costs more and is closer to offline, docs/realtime.md)",
+    )
+    s.add_argument(
         "--precision",
         default="fp32",
         choices=STREAM_PRECISIONS,
@@ -188,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     channels = None if live else audio_io.info(args.input).nb_channels
     wiener = CausalWiener(args.niter, args.softmask, args.residual, args.wiener_memory)
     stream = StreamSeparator(
-        args.model, lookahead=args.lookahead, chunk=args.chunk, nb_channels=channels,
+        args.model, lookahead=args.lookahead, chunk=args.chunk, context=args.context,
+        nb_channels=channels,
         wiener=wiener, targets=args.targets, precision=args.precision,
     )  # fmt: skip
     block = args.block or stream.separator.config.n_hop
