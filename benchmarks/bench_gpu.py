@@ -9,7 +9,8 @@ time on the file's thread). Also printed: the share of the wall time the network
 (the rest is decoding, cross-fading and writing that the batches did not hide), the CPU time
 per second of audio (robust on a shared CPU), the peak accelerator memory, the batches that
 ran; on CUDA a row with the target networks one after another instead of on their own CUDA
-streams; and the "pipeline" row: the same file with the networks replaced by a copy, i.e.
+streams and one waiting for full batches (the CPU policy) instead of running what is queued
+whenever the GPU is free; and the "pipeline" row: the same file with the networks replaced by a copy, i.e.
 the most the reading and writing around them allow on this machine (``--out`` on a faster
 disk, e.g. /dev/shm, shows what the disk costs).
 
@@ -126,7 +127,8 @@ def run_once(
     """One separation of ``files`` with ``batch`` segments per network call.
 
     ``mode``: ``batcher`` (the batcher thread, for every size, 1 included), ``serial`` (the
-    same, target networks not on CUDA streams), ``today`` (no batcher: one segment at a time
+    same, target networks not on CUDA streams), ``fill`` (the same, waiting for full batches
+    as on a CPU instead of running what is queued whenever the GPU is free), ``today`` (no batcher: one segment at a time
     on the job's thread, what ``--batch-size 1`` does) or ``pipeline`` (the batcher with the
     networks replaced by a copy)."""
     meter = Meter(copy_only=mode == "pipeline")
@@ -136,7 +138,8 @@ def run_once(
         if mode == "today":
             yield None
             return
-        with batching.Batcher(separator, batch, stop, run=meter) as batcher:
+        fill = True if mode == "fill" else None  # None: the device's default
+        with batching.Batcher(separator, batch, stop, run=meter, fill=fill) as batcher:
             yield batcher
 
     def timed_segment(separator: Separator, audio: np.ndarray) -> np.ndarray:
@@ -199,6 +202,7 @@ def main() -> None:
         runs += [(f"batch {b}", b, "batcher") for b in args.batch]
         if device.type == "cuda":  # the target networks one after another, as before
             runs += [(f"batch {max(args.batch)}, no streams", max(args.batch), "serial")]
+            runs += [(f"batch {max(args.batch)}, fill", max(args.batch), "fill")]
         runs += [("pipeline (no network)", max(args.batch), "pipeline")]
         for r in range(args.repeat):
             for label, batch, mode in runs:

@@ -251,6 +251,29 @@ def test_a_lone_stream_does_not_wait_for_a_batch_that_cannot_fill(sep, patient):
     assert time.monotonic() - patient < 30  # not the 60-s time-out
 
 
+def test_without_fill_a_free_batcher_runs_what_is_queued(sep):
+    """The CUDA policy: the first segment runs at once, the next ones queue meanwhile and run
+    together."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def gated(separator, segments):  # type: ignore[no-untyped-def]
+        entered.set()
+        assert gate.wait(30)
+        return _fake(separator, segments)
+
+    audio = np.ones((2, 3900), np.float32)
+    with Batcher(sep, 4, run=gated, fill=False) as batcher:
+        assert not batcher.fill
+        stream = batcher.stream(SegmentPlan(segment=1000, overlap=200))
+        assert stream.push(audio[:, :1001]) == []  # the first segment, running now
+        assert entered.wait(30)
+        assert stream.push(audio[:, 1001:]) == []  # three more queue behind it
+        gate.set()
+        stems = np.concatenate(stream.finish(), axis=-1)
+    assert np.allclose(stems, 1.0) and stems.shape == (2, 2, 3900)
+    assert batcher.sizes == [1, 3, 1]
+
+
 def test_stop_fails_queued_segments_with_cancelled(sep):
     stop = Stop()
     with Batcher(sep, 4, stop=stop, run=_fake) as batcher:
@@ -265,6 +288,7 @@ def test_stop_fails_queued_segments_with_cancelled(sep):
 
 def test_batch_size_checks_and_cpu_default(sep, plan):
     assert auto_batch_size(sep, plan) == 1  # CPU: today's path
+    assert Batcher(sep, 2).fill  # CPU: full batches
     assert resolve_batch_size(sep, plan, None) == 1
     assert resolve_batch_size(sep, plan, 6) == 6
     with pytest.raises(UnmixError, match="batch size must be >= 1"):

@@ -11,8 +11,11 @@ The batcher puts segments of the same shape (channels, samples) into one
 segment to the length of another (the bidirectional LSTM would hear the padding): the last,
 shorter segment of a file goes through alone or with others of its exact length. So stems do
 not depend on the batch size (equal to one-at-a-time separation up to float rounding, far
-below 1e-4). A batch runs as soon as it is full or no stream can add to it (every stream is
-waiting for stems), so no segment waits for a batch that cannot fill.
+below 1e-4). On CUDA a batch runs as soon as the batcher is free, with the segments queued
+by then (up to ``batch_size``): the GPU never idles while there is work, and batches grow by
+themselves when it is the slower part. Elsewhere (``fill``) a batch runs when it is full or
+no stream can add to it (every stream is waiting for stems): the largest batches, and no
+segment waits for a batch that cannot fill.
 
 A failing batch is retried one segment at a time, so one file's error never reaches the
 others; a CUDA out-of-memory error halves the batch size for the rest of the run. Memory
@@ -133,6 +136,8 @@ class Batcher:
         stop: when set (interruption), queued segments fail with
             :class:`~unmix.engine.parallel.Cancelled` instead of running.
         run: the batch function (Default: :func:`separate_batch`; tests replace it).
+        fill: wait for full batches while a stream can still add to them (Default: on any
+            device but CUDA); otherwise run what is queued whenever the batcher is free.
     """
 
     def __init__(
@@ -141,10 +146,12 @@ class Batcher:
         batch_size: int,
         stop: Stop | None = None,
         run: Callable[[Separator, list[np.ndarray]], list[np.ndarray]] | None = None,
+        fill: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise UnmixError(f"batch size must be >= 1, got {batch_size}")
         self.separator, self.batch_size, self.stop, self._run = separator, batch_size, stop, run
+        self.fill = device_of(separator).type != "cuda" if fill is None else fill
         self.sizes: list[int] = []  # segments of every network call, in order
         self._queue: deque[_Item] = deque()
         self._streams: set[BatchedStream] = set()
@@ -230,7 +237,7 @@ class Batcher:
                 for item in self._queue:
                     counts[item.key] = counts.get(item.key, 0) + 1
                 full = [k for k, n in counts.items() if n >= self.batch_size]
-                if full or self._stalled() or self._patience_over:
+                if full or not self.fill or self._stalled() or self._patience_over:
                     key = full[0] if full else self._queue[0].key
                     return self._pop(key)
             self._patience_over = not self._cond.wait(PATIENCE) and bool(self._queue)
