@@ -10,6 +10,9 @@
   :mod:`~unmix.engine.naming` (``--filename`` templates), :mod:`~unmix.engine.record`
   (what made each output: keep, or refuse a mix), :mod:`~unmix.engine.jobs` (jobs and
   their listener) and :mod:`~unmix.engine.parallel` (several files at once, one model).
+* :mod:`~unmix.engine.batcher` — batched separation (``--batch-size``): one thread owns the
+  model and runs equal-length segments of one or several files together, with
+  :mod:`~unmix.engine.overlap` (reader and writer threads).
 """
 
 from .batch import (
