@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="none",
         choices=QUANTIZATIONS,
         help="int8: dynamic int8 quantisation of the network's weights (the STFT/ISTFT stay "
-        "float32; faster for large models, about 37-42 dB SDR against float32)",
+        "float32; faster for large models, about 37 dB SDR against float32)",
     )
     p.add_argument(
         "--step",
