@@ -19,6 +19,7 @@ import soundfile as sf
 import torch
 
 from unmix import audio as audio_io
+from unmix.catalog.cli import output_settings
 from unmix.cli import main
 from unmix.config import CONFIGS, ModelConfig
 from unmix.engine import OutputOptions, iter_separate, plan_segments, separate_files
@@ -145,6 +146,11 @@ def test_batch_size_is_not_recorded_so_a_rerun_keeps_the_stems(sep, plan, songs,
     first = run(sep, plan, [songs / "short.wav"], tmp_path, batch_size=1)
     again = run(sep, plan, [songs / "short.wav"], tmp_path, batch_size=4)
     assert first.reports and again.failed == 0 and len(again.skipped) == 1
+
+
+def test_batch_size_is_not_in_the_catalogue_settings():
+    """``--engine ray`` resumes a catalogue run whatever the batch size."""
+    assert output_settings(OutputOptions(batch_size=8)) == output_settings(OutputOptions())
 
 
 def test_stream_of_blocks_equals_unbatched(sep, plan, clip):

@@ -149,7 +149,8 @@ class Reporter:
 
 def output_settings(options: OutputOptions) -> Settings:
     """The output options that decide file names and contents, as JSON types."""
-    fields = {k: v for k, v in asdict(options).items() if k not in ("out_dir", "force", "jobs")}
+    skip = ("out_dir", "force", "jobs", "batch_size")  # batches do not change the stems
+    fields = {k: v for k, v in asdict(options).items() if k not in skip}
     return dict(json.loads(json.dumps(fields, sort_keys=True, default=str)))
 
 
