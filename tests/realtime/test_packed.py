@@ -106,3 +106,19 @@ def test_cli_precision_option(tmp_path: Path) -> None:
     expected = run_stream(StreamSeparator(folder, precision="fp16"), audio, [5000])
     written, _ = audio_io.read(tmp_path / "out" / "song" / "vocals.wav")
     assert np.abs(written - expected[0, :, 511:]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_shipped_model_is_exact_across_block_sizes_in_each_precision(
+    clip: Path, precision: str
+) -> None:
+    audio, _ = audio_io.read(clip, duration=0.5)
+    n = audio.shape[1]
+    stream = StreamSeparator("umx-rt-preview", precision=precision)
+    whole = run_stream(stream, audio, [n])
+    assert np.abs(whole).max() > 1e-3
+    for sizes in (fixed_sizes(n, 512), random_sizes(n, seed=5, largest=4000)):
+        assert np.abs(run_stream(stream, audio, sizes) - whole).max() <= 1e-5
+    fp32 = run_stream(StreamSeparator("umx-rt-preview"), audio, [n])
+    sdr = 10 * np.log10(np.sum(fp32**2) / np.sum((fp32 - whole) ** 2))
+    assert sdr >= {"fp16": 50.0, "int8": 20.0}[precision]
