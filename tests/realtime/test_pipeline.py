@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from unmix.realtime.pacing import Pacer
 from unmix.realtime.pipeline import run_pipeline
@@ -99,3 +100,15 @@ def test_gc_switch_interval_and_priority_are_restored() -> None:
     assert pacer.priority.startswith(("SCHED_FIFO", "nice", "normal ("))
     if policy is not None:
         assert os.sched_getscheduler(0) == policy
+
+
+def test_priority_is_not_raised_with_several_compute_threads() -> None:
+    clock = FakeClock()
+    pacer = Pacer(1.0, realtime=True, spin=0.0, clock=clock, sleep=clock.sleep)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_pipeline(iter(range(2)), lambda i: i, lambda _: None, pacer)
+    finally:
+        torch.set_num_threads(before)
+    assert pacer.priority.startswith("normal (not raised with several compute threads")

@@ -14,7 +14,9 @@ interpreter back quickly from the helper threads), and with ``realtime`` the com
 thread asks for real-time scheduling (:func:`~unmix.realtime.pacing.raise_priority`; the
 report says what it got), the reader and writer for a lower real-time priority: else the
 compute thread could wait for the interpreter lock held by a helper that itself waits behind
-unrelated processes (priority inversion; measured: wake-ups late by 10-150 ms under load). All of it is restored afterwards.
+unrelated processes (priority inversion; measured: wake-ups late by 10-150 ms under load).
+With several intra-op threads (``torch.get_num_threads() > 1``) nothing is raised: those
+busy-waiting workers would inherit it. All of it is restored afterwards.
 
 An error in any thread stops all three and is raised in the caller's thread.
 """
@@ -28,6 +30,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
+
+import torch
 
 from .pacing import HELPER_PRIORITY, Pacer, raise_priority
 
@@ -73,7 +77,10 @@ def quiet_interpreter(realtime: bool, pacer: Pacer) -> Iterator[None]:
     gc.disable()
     sys.setswitchinterval(SWITCH_INTERVAL)
     restore: Callable[[], None] = lambda: None  # noqa: E731
-    if realtime:
+    if realtime and torch.get_num_threads() > 1:
+        # the intra-op worker threads would inherit it, and they busy-wait
+        pacer.priority = "normal (not raised with several compute threads, --threads > 1)"
+    elif realtime:
         pacer.priority, restore = raise_priority()
     try:
         yield
