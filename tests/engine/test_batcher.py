@@ -292,6 +292,25 @@ def test_stop_fails_queued_segments_with_cancelled(sep):
     assert batcher.sizes == []
 
 
+def test_an_interruption_does_not_wait_for_the_batch_in_progress(sep):
+    entered, gate = threading.Event(), threading.Event()
+
+    def slow(separator, segments):  # type: ignore[no-untyped-def]
+        entered.set()
+        gate.wait(120)
+        return _fake(separator, segments)
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), Batcher(sep, 2, run=slow) as batcher:
+        batcher.submit(batcher.stream(SegmentPlan(segment=1000, overlap=200)), np.ones((2, 900)))
+        assert entered.wait(30)
+        raise KeyboardInterrupt
+    assert time.monotonic() - started < 60  # not the 120 s of the batch
+    gate.set()
+    batcher._thread.join(30)
+    assert not batcher._thread.is_alive()
+
+
 def test_batch_size_checks_and_cpu_default(sep, plan):
     assert auto_batch_size(sep, plan) == 1  # CPU: today's path
     assert Batcher(sep, 2).fill  # CPU: full batches
@@ -337,7 +356,10 @@ def test_interruption_leaves_no_output_and_no_thread(sep, plan, songs, tmp_path,
     with pytest.raises((KeyboardInterrupt, Cancelled)):
         run(sep, plan, [songs], tmp_path, batch_size=4, jobs=jobs, listener=_Interrupt())
     assert [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".json"] == []
-    assert not [t for t in threading.enumerate() if t.name == "unmix-batcher"]
+    for thread in threading.enumerate():  # the batcher ends after the batch in progress
+        if thread.name == "unmix-batcher":
+            thread.join(30)
+            assert not thread.is_alive()
 
 
 def test_sigterm_with_batches_keeps_nothing(tmp_path, tiny_model, songs):

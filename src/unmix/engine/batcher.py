@@ -53,6 +53,8 @@ AUTO_CAP = 16
 MEMORY_MARGIN = 1.5
 #: seconds after which a partial batch runs although a stream could still add to it
 PATIENCE = 1.0
+#: seconds an interrupted run waits for the batch in progress
+INTERRUPT_WAIT = 1.0
 
 
 def device_of(separator: Separator) -> torch.device:
@@ -167,15 +169,18 @@ class Batcher:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        # interrupted (Ctrl-C, SIGTERM, a stop): do not wait long for the batch in progress,
+        # whose stems nobody will write; the thread ends after it
+        self.close(None if kind is None or issubclass(kind, Exception) else INTERRUPT_WAIT)
 
-    def close(self) -> None:
-        """Stop the thread (after the batch it is running); queued segments fail."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the thread after the batch it is running (waiting at most ``timeout`` s);
+        queued segments fail."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout)
 
     def stream(self, plan: SegmentPlan) -> BatchedStream:
         """A new stream for one input (close it, or :meth:`BatchedStream.finish` it)."""
