@@ -362,18 +362,22 @@ def test_interruption_leaves_no_output_and_no_thread(sep, plan, songs, tmp_path,
             assert not thread.is_alive()
 
 
-def test_sigterm_with_batches_keeps_nothing(tmp_path, tiny_model, songs):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_with_batches_keeps_nothing(tmp_path, tiny_model, songs, jobs):
     long = tmp_path / "long.flac"
     audio, rate = audio_io.read(songs / "whole.wav")
     sf.write(long, np.tile(audio, 40).T, rate, subtype="PCM_16")  # 4.5 minutes
+    (tmp_path / "again.flac").symlink_to(long)
+    inputs = [str(long), str(tmp_path / "again.flac")][:jobs]
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "unmix", "separate", str(long), "-n", str(tiny_model)]
+    argv = [sys.executable, "-m", "unmix", "separate", *inputs, "-n", str(tiny_model), "-q"]
     proc = subprocess.Popen(
-        [*argv, "-o", str(out), "-q", "--batch-size", "3", "--segment", "2", "--overlap", "0.5"],
+        [*argv, "-o", str(out), "-j", str(jobs), "--batch-size", "3", "--segment", "2",
+         "--overlap", "0.5"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not list(out.rglob("*.part")) and time.monotonic() < deadline:
+    while len(list(out.rglob("*.part"))) < 2 * jobs and time.monotonic() < deadline:
         assert proc.poll() is None, "separation ended before it could be stopped"
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
