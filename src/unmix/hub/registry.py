@@ -202,6 +202,26 @@ register(
     )
 )
 
+# umx-preview with its `other` network fine-tuned (`unmix train --init umx-preview`, speed
+# augmentation) on the same previews; same size and speed (src/unmix/zoo/umx-preview2, see
+# its MODEL_CARD.md).
+register(
+    ModelBundle(
+        name="umx-preview2",
+        config=CONFIGS["umx"].with_(hidden_size=128),
+        files=(),
+        licence=(
+            "weights MIT; trained on the MUSDB18 previews (non-commercial research/education "
+            "terms of MUSDB18)"
+        ),
+        description="umx-preview with its 'other' network fine-tuned with speed augmentation: "
+        "every target at least 1 dB above mixture/4 on the validation previews; a demo",
+        notice="umx-preview2 is trained on MUSDB18 previews: non-commercial research/education use",
+        fmt="safetensors",
+        packaged="zoo/umx-preview2",
+    )
+)
+
 # The causal twin of umx-preview for real-time use (`unmix stream`, StreamSeparator): a
 # unidirectional UMX with a 2048-sample window (latency 46 ms at 44.1 kHz), trained by this
 # project on the same previews (src/unmix/zoo/umx-rt-preview, see its MODEL_CARD.md).
