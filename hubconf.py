@@ -4,13 +4,14 @@
     estimates = separator(audio)          # (S, C, T) at 44.1 kHz -> (S, J, C, T)
     models = torch.hub.load("<owner>/unmix", "umxhq_spec")   # {target: OpenUnmix}
 
-``umxhq``, ``umx``, ``umxl``, ``umxse``, ``xumx`` and ``umx_preview`` return a frozen
-:class:`unmix.separator.Separator` (the STFT, the network(s) and the Wiener filter);
+``umxhq``, ``umx``, ``umxl``, ``umxse``, ``xumx``, ``umx_preview`` and ``umx_preview2``
+return a frozen :class:`unmix.separator.Separator` (the STFT, the network(s) and the Wiener
+filter);
 the ``*_spec`` variants return the spectrogram networks alone, one per target as in
 openunmix (``xumx_spec``: ``{"xumx": XUMX}``, its targets being coupled). Weights come
 from the registry (downloaded once into unmix's cache, SHA-256 checked); licences as
-``unmix models`` lists them (``umxl``: CC BY-NC-SA 4.0; ``umx_preview``: trained on
-non-commercial data).
+``unmix models`` lists them (``umxl``: CC BY-NC-SA 4.0; ``umx_preview`` and
+``umx_preview2``: trained on non-commercial data).
 """
 
 from __future__ import annotations
@@ -107,3 +108,4 @@ umxl, umxl_spec = _entry("umxl")
 umxse, umxse_spec = _entry("umxse")
 xumx, xumx_spec = _entry("xumx")
 umx_preview, umx_preview_spec = _entry("umx-preview")
+umx_preview2, umx_preview2_spec = _entry("umx-preview2")

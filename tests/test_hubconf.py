@@ -37,7 +37,7 @@ def test_every_openunmix_entry_point_exists_with_its_arguments(
         ours = inspect.signature(getattr(hubconf, name)).parameters
         theirs = inspect.signature(getattr(openunmix, name)).parameters
         assert set(theirs) - {"filterbank"} <= set(ours)
-    assert {"xumx", "umx_preview", "umx_preview_spec"} <= set(entries)
+    assert {"xumx", "umx_preview", "umx_preview_spec", "umx_preview2"} <= set(entries)
 
 
 def test_the_hub_separator_is_load_separator(clip: Path) -> None:
