@@ -143,6 +143,25 @@ def _lags(summed: np.ndarray, fft_size: int, max_lag: int) -> np.ndarray:
     return np.concatenate([full[..., fft_size - max_lag :], full[..., : max_lag + 1]], axis=-1)
 
 
+def cross_spectra(
+    acc: np.ndarray, x_spec: np.ndarray, y_spec: np.ndarray, xs: slice, ys: slice, add: bool
+) -> None:
+    """``acc[f] (+)= sum_b X[p, b, f] conj(Y[q, b, f])`` for the rows ``xs`` of ``x_spec``
+    and ``ys`` of ``y_spec`` (spectra ``(rows, nb_blocks, F)``), ``acc`` ``(F, p, q)``;
+    without ``add`` the products are written straight into ``acc``."""
+    if x_spec is y_spec:  # one transposed copy serves both sides
+        slabs = ((freqs, x, x) for freqs, x in frequency_slabs(x_spec))
+    else:
+        pairs = zip(frequency_slabs(x_spec), frequency_slabs(y_spec), strict=True)
+        slabs = ((freqs, x, y) for (freqs, x), (_, y) in pairs)
+    for freqs, x, y in slabs:
+        y_h = y[:, ys].conj().transpose(0, 2, 1)
+        if add:
+            acc[freqs] += np.matmul(x[:, xs], y_h)
+        else:
+            np.matmul(x[:, xs], y_h, out=acc[freqs])
+
+
 def lagged_xcorr(
     x_groups: Sequence[np.ndarray], y_groups: Sequence[np.ndarray], max_lag: int
 ) -> np.ndarray:
@@ -167,22 +186,7 @@ def lagged_xcorr(
     groups = x_groups if shared else x_groups + y_groups
     nb_x = sum(g.shape[0] * g.shape[2] for g in x_groups)
     nb_y = sum(g.shape[0] * g.shape[2] for g in y_groups)
-    ys = slice(0, nb_y) if shared else slice(nb_x, nb_x + nb_y)
-
-    def accumulate(acc: np.ndarray, x_spec: np.ndarray, y_spec: np.ndarray, add: bool) -> None:
-        """``acc[f] (+)= sum_b X[p, b, f] conj(Y[q, b, f])`` (spectra ``(rows, nb, F)``);
-        without ``add`` the products are written straight into ``acc``."""
-        if x_spec is y_spec:  # one transposed copy serves both sides
-            slabs = ((freqs, x, x) for freqs, x in frequency_slabs(x_spec))
-        else:
-            pairs = zip(frequency_slabs(x_spec), frequency_slabs(y_spec), strict=True)
-            slabs = ((freqs, x, y) for (freqs, x), (_, y) in pairs)
-        for freqs, x, y in slabs:
-            y_h = y[:, ys].conj().transpose(0, 2, 1)
-            if add:
-                acc[freqs] += np.matmul(x[:, :nb_x], y_h)
-            else:
-                np.matmul(x[:, :nb_x], y_h, out=acc[freqs])
+    xs, ys = slice(0, nb_x), slice(0, nb_y) if shared else slice(nb_x, nb_x + nb_y)
 
     nb_samples = groups[0].shape[1]
     # blocks of B samples, padded to fft_size >= B + max_lag: no wrap at the lags kept
@@ -194,10 +198,10 @@ def lagged_xcorr(
         starts = [b * block for b in range(b0, min(b0 + BLOCKS_PER_CHUNK, nb_blocks))]
         spec = spectra(gather_blocks(groups, starts, block, fft_size))
         if serial is not None:  # one thread: chunks run in order, add in place
-            accumulate(serial, spec, spec, add=b0 > 0)
+            cross_spectra(serial, spec, spec, xs, ys, add=b0 > 0)
             return serial
         part = np.empty((fft_size // 2 + 1, nb_x, nb_y), dtype=complex)
-        accumulate(part, spec, spec, add=False)
+        cross_spectra(part, spec, spec, xs, ys, add=False)
         return part
 
     # products across the block boundaries: max_lag samples on each side of each boundary
@@ -213,8 +217,8 @@ def lagged_xcorr(
         segs[:, :, :max_lag] = 0  # now the right halves
         spec_l, spec_r = spectra(left, "left"), spectra(segs, "right")
         part = np.empty((seg_fft // 2 + 1, nb_x, nb_y), dtype=complex)
-        accumulate(part, spec_l, spec_r, add=False)
-        accumulate(part, spec_r, spec_l, add=True)
+        cross_spectra(part, spec_l, spec_r, xs, ys, add=False)
+        cross_spectra(part, spec_r, spec_l, xs, ys, add=True)
         return part
 
     # one pool for both kinds of chunks; partial sums are added in chunk order, whatever
