@@ -42,7 +42,7 @@ from numpy.typing import ArrayLike
 from .correlation import fast_fft_length, frequency_slabs, gather_blocks, spectra
 from .filters import SOLVERS, DistortionFilters, distortion_filters
 from .framing import check_framing, window_bounds
-from .parallel import nb_threads, ordered_map
+from .parallel import nb_threads, ordered_map, single_threaded_blas
 from .sdr import safe_db
 from .validation import MetricsInputError, check_not_silent, check_pair, silent_sources
 
@@ -272,5 +272,6 @@ def bss_eval_v4(
     check_not_silent(refs, ests)
     if solver not in SOLVERS:
         raise MetricsInputError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    filters = distortion_filters(refs, ests, filters_len, float(regularization), solver)
-    return framewise_scores(refs, ests, filters, window, hop)
+    with single_threaded_blas():  # the chunks run on threads of their own
+        filters = distortion_filters(refs, ests, filters_len, float(regularization), solver)
+        return framewise_scores(refs, ests, filters, window, hop)
