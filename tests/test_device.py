@@ -26,7 +26,7 @@ def test_bad_device_is_an_argparse_error(capsys):
 def test_cuda_index_reaches_the_loader(monkeypatch, tmp_path, capsys):
     seen = {}
 
-    def fake_load(model, targets, wiener, device):
+    def fake_load(model, targets, wiener, device, **options):
         seen["device"] = device
         raise UnmixError("stop here")
 
