@@ -4,7 +4,11 @@ and the flags of tiny training runs."""
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import subprocess
 import sys
+import time
 import types
 from collections import OrderedDict
 from pathlib import Path
@@ -107,3 +111,21 @@ def train_flags(
     flags: dict[str, object] = {"root": root, "output": out, "cache-dir": cache, **settings}
     argv = [f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items() if v is not False]
     return [*argv, "--quiet"] if quiet else argv
+
+
+def sigterm_while_writing(argv: list[str], out: Path, nb_parts: int) -> str:
+    """Run the command ``argv`` (one thread), send it SIGTERM once ``nb_parts`` temporary
+    ``*.part`` files exist under ``out``, and check that it stopped the documented way
+    (exit 143, "interrupted (SIGTERM)", no traceback); returns its stderr."""
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.part"))) < nb_parts and time.monotonic() < deadline:
+        assert proc.poll() is None, "separation ended before it could be stopped"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    return err

@@ -26,6 +26,8 @@ from unmix.engine import OutputOptions, record, segments, separate_files
 from unmix.hub.loading import load_separator, save_model
 from unmix.models.umx import UMX, OpenUnmix
 
+from ..helpers import sigterm_while_writing
+
 TINY = ModelConfig(targets=("vocals", "other"), n_fft=512, n_hop=128, hidden_size=16, max_bin=200)
 SLOW = ModelConfig(
     targets=("vocals", "other"), sample_rate=8000, n_fft=256, n_hop=64, hidden_size=8,
@@ -302,16 +304,5 @@ def test_sigterm_stops_parallel_jobs_and_keeps_nothing(tmp_path, slow_input):
     second.symlink_to(inp)
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "unmix", "separate", str(inp), str(second), "-n", str(model)]
-    proc = subprocess.Popen(
-        [*argv, "-o", str(out), "-q", "-j", "2"], stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while len(list(out.rglob("*.part"))) < 4 and time.monotonic() < deadline:
-        assert proc.poll() is None, "separation ended before it could be stopped"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    sigterm_while_writing([*argv, "-o", str(out), "-q", "-j", "2"], out, 4)
     assert files(out) == [] and not list(out.rglob("*.part"))

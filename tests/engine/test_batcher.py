@@ -5,9 +5,6 @@ no wait for a batch that cannot fill, out-of-memory halving)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +30,8 @@ from unmix.hub.loading import load_separator, save_model
 from unmix.models import umx
 from unmix.models.umx import UMX, OpenUnmix
 from unmix.separator import Separator
+
+from ..helpers import sigterm_while_writing
 
 TINY = ModelConfig(targets=("vocals", "other"), n_fft=512, n_hop=128, hidden_size=16, max_bin=200)
 TOLERANCE = 1e-4
@@ -186,6 +185,19 @@ def _feed(stream, value: float, n: int, out: list) -> None:  # type: ignore[no-u
         stream.close()
 
 
+def _feed_at_once(batcher: Batcher, plan: SegmentPlan, results: dict[float, list]) -> None:
+    """One stream per value in ``results``, all open before any is fed, each fed ``3900``
+    samples of its value on its own thread; each thread appends its stems (or error)."""
+    streams = {v: batcher.stream(plan) for v in results}
+    threads = [
+        threading.Thread(target=_feed, args=(streams[v], v, 3900, results[v])) for v in results
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+
 def test_two_streams_share_batches_and_unequal_lengths_are_never_padded(sep):
     plan = SegmentPlan(segment=1000, overlap=200)
     batches: list[list[float]] = []
@@ -197,14 +209,7 @@ def test_two_streams_share_batches_and_unequal_lengths_are_never_padded(sep):
 
     results: dict[float, list] = {1.0: [], 2.0: []}
     with Batcher(sep, 4, run=recorded) as batcher:
-        streams = {v: batcher.stream(plan) for v in results}  # both open before either feeds
-        threads = [
-            threading.Thread(target=_feed, args=(streams[v], v, 3900, results[v])) for v in results
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        _feed_at_once(batcher, plan, results)
     for value, (stems,) in results.items():
         assert stems.shape == (2, 2, 3900) and np.allclose(stems, value)
     assert any(set(b) == {1.0, 2.0} for b in batches), batches  # a batch with both files
@@ -215,14 +220,7 @@ def test_a_failing_segment_fails_only_its_own_stream(sep, patient):
     plan = SegmentPlan(segment=1000, overlap=200)
     results: dict[float, list] = {1.0: [], 3.0: []}
     with Batcher(sep, 4, run=_fake) as batcher:
-        streams = {v: batcher.stream(plan) for v in results}
-        threads = [
-            threading.Thread(target=_feed, args=(streams[v], v, 3900, results[v])) for v in results
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        _feed_at_once(batcher, plan, results)
     assert isinstance(results[3.0][0], ValueError)
     assert results[1.0][0].shape == (2, 2, 3900) and np.allclose(results[1.0][0], 1.0)
     assert time.monotonic() - patient < 30  # the failed stream, closed, holds no batch back
@@ -371,19 +369,9 @@ def test_sigterm_with_batches_keeps_nothing(tmp_path, tiny_model, songs, jobs):
     inputs = [str(long), str(tmp_path / "again.flac")][:jobs]
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "unmix", "separate", *inputs, "-n", str(tiny_model), "-q"]
-    proc = subprocess.Popen(
-        [*argv, "-o", str(out), "-j", str(jobs), "--batch-size", "3", "--segment", "2",
-         "--overlap", "0.5"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while len(list(out.rglob("*.part"))) < 2 * jobs and time.monotonic() < deadline:
-        assert proc.poll() is None, "separation ended before it could be stopped"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and "interrupted (SIGTERM)" in err
+    argv += ["-o", str(out), "-j", str(jobs), "--batch-size", "3", "--segment", "2",
+             "--overlap", "0.5"]  # fmt: skip
+    sigterm_while_writing(argv, out, 2 * jobs)
     assert [p for p in out.rglob("*") if p.is_file() and p.suffix != ".json"] == []
 
 
