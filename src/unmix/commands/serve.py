@@ -12,7 +12,12 @@ import os
 from pathlib import Path
 
 from ..errors import UnmixError
-from .common import add_device_option, add_wiener_options, wiener_from_args
+from .common import (
+    add_device_option,
+    add_precision_option,
+    add_wiener_options,
+    wiener_from_args,
+)
 
 EPILOG = """\
 The page: open http://HOST:PORT/ (with --token, open it as http://HOST:PORT/#token=TOKEN
@@ -61,7 +66,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="most jobs waiting at once; more are refused with 503 (default: 16)",
     )  # fmt: skip
     add_wiener_options(p.add_argument_group("separation"))
-    add_device_option(p.add_argument_group("device"))
+    device = p.add_argument_group("device")
+    add_device_option(device)
+    add_precision_option(device)
     p.set_defaults(run=run)
 
 
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         device=args.device,
         wiener=wiener_from_args(args),
+        precision=args.precision,
     )
     server.check_options(options)
     server.serve(options)

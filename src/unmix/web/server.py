@@ -11,6 +11,7 @@ from ..ensemble import ensemble_parts
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_model
+from ..precision import DEFAULT_PRECISION, check_precision
 from .app import Settings, create_app
 from .security import Guard, is_loopback
 from .worker import Separators
@@ -34,6 +35,7 @@ class ServeOptions:
     max_queue: int = 16
     device: str | None = None
     wiener: WienerSettings = field(default_factory=WienerSettings)
+    precision: str = DEFAULT_PRECISION
 
 
 def check_options(options: ServeOptions) -> list[str]:
@@ -48,6 +50,7 @@ def check_options(options: ServeOptions) -> list[str]:
         raise UnmixError(f"--max-queue must be between 1 and 1000, got {options.max_queue}")
     if not 0 <= options.port <= 65535:
         raise UnmixError(f"--port must be between 0 and 65535, got {options.port}")
+    check_precision(options.precision, pick_device(options.device))  # before loading
     if options.token is not None and len(options.token) < MIN_TOKEN:
         raise UnmixError(f"--token must have at least {MIN_TOKEN} characters")
     if is_loopback(options.host):
@@ -73,9 +76,9 @@ def serve(options: ServeOptions) -> None:
     loaded = [(part, *load_model(part)) for part in parts]
     _, config, model = loaded[0]
     members = [(p, c, m.freeze()) for p, c, m in loaded] if len(parts) > 1 else []
-    separators = Separators(
-        config, model.freeze(), options.wiener, pick_device(options.device), members
-    )
+    device = pick_device(options.device)
+    precision = check_precision(options.precision, device)
+    separators = Separators(config, model.freeze(), options.wiener, device, members, precision)
     separators.get(separators.targets)
     settings = Settings(
         model=options.model,

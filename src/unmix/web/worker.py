@@ -21,6 +21,7 @@ from ..ensemble import Ensemble
 from ..errors import UnmixError
 from ..filtering import WienerSettings
 from ..models.contract import SeparationModel
+from ..precision import DEFAULT_PRECISION, Precision
 from ..separator import Separator
 from .jobs import Job, JobStore
 
@@ -41,19 +42,22 @@ class Separators:
 
     ``members`` (name, config, model) make it an ensemble (``--model a+b``): each target
     tuple gets an :class:`~unmix.ensemble.Ensemble` of the members' separators, and
-    ``config``/``model`` are the first member's.
+    ``config``/``model`` are the first member's. ``precision`` is what the networks run
+    in (:mod:`unmix.precision`, checked against ``device`` by the caller).
     """
 
     def __init__(
         self, config: ModelConfig, model: SeparationModel, wiener: WienerSettings,
         device: torch.device,
         members: Sequence[tuple[str, ModelConfig, SeparationModel]] = (),
+        precision: Precision = DEFAULT_PRECISION,
     ) -> None:  # fmt: skip
         self.config = config
         self.model = model
         self.wiener = wiener
         self.device = device
         self.members = tuple(members)
+        self.precision = precision
         self._cache: dict[tuple[str, ...], Separator] = {}
 
     @property
@@ -77,7 +81,8 @@ class Separators:
     ) -> Separator:
         net = model if targets == tuple(config.targets) else model.select_targets(targets)
         config = config.with_(targets=net.targets)
-        return Separator(net, config, self.wiener).freeze().to(self.device)
+        separator = Separator(net, config, self.wiener, precision=self.precision)
+        return separator.freeze().to(self.device)
 
 
 def public_message(message: str, job: Job) -> str:
