@@ -174,3 +174,37 @@ def test_context_option_reaches_lookahead_mode(
                                  nb_channels=2)  # fmt: skip
         expected = run_stream(stream, audio, [9000])[0, :, stream.latency :]
         assert (np.abs(written - expected).max() <= 1e-5) == same
+
+
+def test_buffer_blocks_enter_the_report_and_the_summary(
+    tiny_folder: Path, song: tuple[Path, np.ndarray], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    report = tmp_path / "r.json"
+    code = main(["stream", str(song[0]), "--model", str(tiny_folder), "-o", str(tmp_path),
+                 "--realtime", "--block", "2048", "--buffer-blocks", "2",
+                 "--report", str(report)])  # fmt: skip
+    assert code == 0
+    stats = json.loads(report.read_text())
+    assert stats["buffer_blocks"] == 2 and stats["latency_samples"] == 511
+    assert stats["output_latency_samples"] == 511 + 2048
+    out = capsys.readouterr().out
+    assert "latency 511 samples (31.9 ms), output latency 159.9 ms with 2 output block(s)" in out
+    # the default is one output block: output latency = algorithmic latency
+    code = main(["stream", str(song[0]), "--model", str(tiny_folder), "-o", str(tmp_path),
+                 "--force", "--report", str(report), "-q"])  # fmt: skip
+    stats = json.loads(report.read_text())
+    assert code == 0 and stats["buffer_blocks"] == 1
+    assert stats["output_latency_ms"] == stats["latency_ms"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "65"])
+def test_bad_buffer_blocks_are_one_line(
+    bad: str, song: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["stream", str(song[0]), "--model", "no-such-model", "-o", str(tmp_path),
+                 "--realtime", "--buffer-blocks", bad])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    # refused before the model is looked up, in one line, nothing written
+    assert code == 1 and "\n" not in err and "--buffer-blocks must be" in err and bad in err
+    assert not (tmp_path / "song").exists()

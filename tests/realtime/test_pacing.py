@@ -9,8 +9,15 @@ import os
 
 import pytest
 
+from unmix.errors import UnmixError
 from unmix.realtime import pacing
-from unmix.realtime.pacing import Pacer, raise_priority, stream_report, timing_summary
+from unmix.realtime.pacing import (
+    Pacer,
+    check_buffer_blocks,
+    raise_priority,
+    stream_report,
+    timing_summary,
+)
 
 
 class FakeClock:
@@ -153,3 +160,68 @@ def test_priority_is_restored() -> None:
     assert got.startswith(("SCHED_FIFO", "nice", "normal ("))
     restore()
     assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == before
+
+
+# --- output periods (--buffer-blocks N): block i is due at a_i + N·d ---
+
+
+@pytest.mark.parametrize(("buffers", "overruns"), [(1, 1), (2, 0)])
+def test_a_stall_of_one_and_a_half_blocks_is_an_overrun_only_with_one_output_block(
+    buffers: int, overruns: int
+) -> None:
+    clock = FakeClock()
+    pacer = Pacer(1.0, realtime=True, buffer_blocks=buffers, spin=0.0, clock=clock,
+                  sleep=clock.sleep)  # fmt: skip
+    for cost in (0.2, 1.5, 0.2, 0.2):
+        pacer.run(lambda cost=cost: clock.work(cost))
+    assert pacer.overruns == overruns
+    assert pacer.response == pytest.approx([0.2, 1.5, 0.7, 0.2], abs=1e-6)
+
+
+@pytest.mark.parametrize(("buffers", "overruns"), [(1, 4), (2, 0), (3, 0)])
+def test_the_backlog_of_a_stall_is_worked_off_and_counted_block_by_block(
+    buffers: int, overruns: int
+) -> None:
+    # block 0 stalls for 1.5 blocks, then three blocks of 0.9 leave only 0.1 each to catch up:
+    # ends at 2.5, 3.4, 4.3, 5.2, 5.3 against arrivals 1..5
+    clock = FakeClock()
+    pacer = Pacer(1.0, realtime=True, buffer_blocks=buffers, spin=0.0, clock=clock,
+                  sleep=clock.sleep)  # fmt: skip
+    for cost in (1.5, 0.9, 0.9, 0.9, 0.1):
+        pacer.run(lambda cost=cost: clock.work(cost))
+    assert pacer.overruns == overruns
+    assert pacer.wake == pytest.approx([0.0, 0.5, 0.4, 0.3, 0.2], abs=1e-6)
+    assert pacer.response == pytest.approx([1.5, 1.4, 1.3, 1.2, 0.3], abs=1e-6)
+    # deadlines stay absolute: block 5 starts at its own arrival, the backlog gone
+    pacer.run(lambda: clock.work(0.1))
+    assert pacer.wake[-1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_stall_longer_than_the_buffer_is_still_an_overrun() -> None:
+    clock = FakeClock()
+    pacer = Pacer(1.0, realtime=True, buffer_blocks=2, spin=0.0, clock=clock, sleep=clock.sleep)
+    for cost in (2.1, 0.1, 0.1):
+        pacer.run(lambda cost=cost: clock.work(cost))
+    assert pacer.overruns == 1  # 2.1 > 2 blocks; block 1 then ends at 3.2 <= 4
+
+
+@pytest.mark.parametrize("buffers", [1, 2, 3])
+def test_report_gives_buffer_blocks_and_output_latency(buffers: int) -> None:
+    clock = FakeClock()
+    pacer = Pacer(512 / 44100, realtime=True, buffer_blocks=buffers, spin=0.0, clock=clock,
+                  sleep=clock.sleep)  # fmt: skip
+    pacer.run(lambda: clock.work(0.001))
+    report = stream_report(pacer, 2047, 512, 44100, {})
+    assert report["buffer_blocks"] == buffers
+    assert report["latency_samples"] == 2047  # the algorithmic latency, unchanged
+    assert report["output_latency_samples"] == 2047 + (buffers - 1) * 512
+    assert report["output_latency_ms"] == pytest.approx(1000 * (2047 + (buffers - 1) * 512) / 44100)
+    assert report["latency_ms"] == pytest.approx(46.417, abs=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True])
+def test_bad_buffer_blocks_are_refused_in_one_line(bad: object) -> None:
+    with pytest.raises(UnmixError, match=r"^--buffer-blocks must be .* got ") as info:
+        Pacer(1.0, buffer_blocks=bad)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+    assert check_buffer_blocks(64) == 64

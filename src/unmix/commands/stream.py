@@ -19,7 +19,7 @@ from ..fileio import atomic_write_text
 from ..realtime import DEFAULT_STREAM_MODEL, CausalWiener, StreamSeparator
 from ..realtime.files import stem_folder, stream_file
 from ..realtime.live import run_live
-from ..realtime.pacing import Pacer, stream_report
+from ..realtime.pacing import MAX_BUFFER_BLOCKS, Pacer, check_buffer_blocks, stream_report
 from ..realtime.packed import STREAM_PRECISIONS
 from ..realtime.wiener import MAX_CAUSAL_NITER
 
@@ -37,6 +37,7 @@ output:
 examples:
   unmix stream song.wav --report timing.json
   unmix stream song.wav --realtime --block 512
+  unmix stream song.wav --realtime --buffer-blocks 2   (deadline two blocks after arrival)
   unmix stream song.wav --model umxhq --lookahead 1.0
   unmix stream --input-device default --output-device default --play vocals   (needs unmix[live])
 """
@@ -133,6 +134,15 @@ def _stream_options(s: argparse._ArgumentGroup) -> None:
         help="pace the input at the audio rate and count overruns",
     )
     s.add_argument(
+        "--buffer-blocks",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"output periods of the (modelled) sound card, 1..{MAX_BUFFER_BLOCKS}: a block is "
+        "due N blocks after it arrived; each period beyond the first adds one block of output "
+        "latency (default: 1; live audio: the device's default buffering)",
+    )
+    s.add_argument(
         "--report",
         type=Path,
         default=None,
@@ -187,6 +197,7 @@ def _live_options(live: argparse._ArgumentGroup) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UnmixError(f"--threads must be >= 1, got {args.threads}")
+    buffers = check_buffer_blocks(1 if args.buffer_blocks is None else args.buffer_blocks)
     torch.set_num_threads(args.threads)
     live = args.input_device is not None or args.output_device is not None
     if live == (args.input is not None):
@@ -203,11 +214,13 @@ def run(args: argparse.Namespace) -> int:
     block = args.block or stream.separator.config.n_hop
     if not 1 <= block <= 10 * stream.sample_rate:
         raise UnmixError(f"--block must be 1..{10 * stream.sample_rate} samples, got {block}")
-    pacer = Pacer(block / stream.sample_rate, realtime=args.realtime and not live)
+    pacer = Pacer(block / stream.sample_rate, realtime=args.realtime and not live,
+                  buffer_blocks=buffers)  # fmt: skip
     info = {"model": str(args.model), "lookahead_s": args.lookahead, "threads": args.threads,
             "precision": stream.precision}  # fmt: skip
     if live:
-        run_live(stream, block, pacer, args.input_device, args.output_device, args.play)
+        run_live(stream, block, pacer, args.input_device, args.output_device, args.play,
+                 args.buffer_blocks)  # fmt: skip
     else:
         _run_file(args, stream, block, pacer)
     report = stream_report(pacer, stream.latency, block, stream.sample_rate, info)
@@ -235,7 +248,9 @@ def _run_file(args: argparse.Namespace, stream: StreamSeparator, block: int, pac
 def _summary_line(report: dict[str, object]) -> str:
     """The one-line timing summary: compute, and with --realtime overruns and lateness."""
     line = (
-        f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms); "
+        f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms), "
+        f"output latency {report['output_latency_ms']:.1f} ms with "
+        f"{report['buffer_blocks']} output block(s); "
         f"{report['blocks']} blocks of {report['block_samples']} samples "
         f"({report['block_ms']:.1f} ms): compute p50 {report['p50_ms']:.2f} ms, "
         f"p99 {report['p99_ms']:.2f} ms, max {report['max_ms']:.2f} ms"

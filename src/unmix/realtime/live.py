@@ -2,7 +2,11 @@
 
 The sound card paces the stream: its callback hands over one block of ``block`` samples,
 :meth:`StreamSeparator.process` separates it, and one target is played back. PortAudio's
-status flags (input overflow, output underflow) are counted as overruns.
+status flags (input overflow, output underflow) are counted as overruns. With
+``buffer_blocks`` (``--buffer-blocks N``) the stream asks PortAudio for ``N`` blocks of
+buffering (its ``latency`` setting, in seconds: ``N · block / rate``); without it, the
+device's default. The report gives the latency PortAudio then announced
+(``device_latency_ms``: input and output, or input only).
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ def run_live(
     input_device: str | None,
     output_device: str | None,
     play: str | None,
+    buffer_blocks: int | None = None,
 ) -> None:
-    """Separate the sound-card input until Ctrl-C, playing target ``play`` (Default: the first)."""
+    """Separate the sound-card input until Ctrl-C, playing target ``play`` (default: the first).
+
+    ``buffer_blocks``: blocks of device buffering to ask for (default: the device's own).
+    """
     if input_device is None:
         raise UnmixError("--output-device needs --input-device (what should be separated?)")
     names = stream.output_names
@@ -69,7 +77,11 @@ def run_live(
 
         pacer.run(work)
 
-    common = {"samplerate": stream.sample_rate, "blocksize": block, "dtype": "float32"}
+    common: dict[str, Any] = {
+        "samplerate": stream.sample_rate, "blocksize": block, "dtype": "float32"
+    }  # fmt: skip
+    if buffer_blocks is not None:
+        common["latency"] = buffer_blocks * block / stream.sample_rate
     try:
         if output_device is None:
             device = sd.InputStream(device=input_device, channels=C, callback=callback, **common)
@@ -78,6 +90,7 @@ def run_live(
                 device=(input_device, output_device), channels=C, callback=callback, **common
             )
         with device:
+            pacer.device_latency = _seconds(getattr(device, "latency", None))
             print(f"streaming at {stream.latency_ms:.0f} ms latency; Ctrl-C stops")
             while True:
                 sd.sleep(1000)
@@ -85,3 +98,11 @@ def run_live(
         return
     except sd.PortAudioError as exc:
         raise UnmixError(f"audio device error: {exc}") from None
+
+
+def _seconds(latency: object) -> tuple[float, ...] | None:
+    """PortAudio's announced latency (one number, or input and output) as a tuple."""
+    values = latency if isinstance(latency, (tuple, list)) else (latency,)
+    if not all(isinstance(v, (int, float)) for v in values):
+        return None
+    return tuple(float(v) for v in values)

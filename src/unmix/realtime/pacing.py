@@ -2,12 +2,16 @@
 
 A sound card hands block ``i`` (``i = 0, 1, ...``) to its callback when the block's last
 sample has been captured, at its **arrival** ``a_i = t0 + (i + 1)·d`` (``d`` = block
-duration, ``t0`` = start of the stream), and plays the callback's output one block later:
-the block's **deadline** is ``D_i = a_i + d``. :class:`Pacer` reproduces that on a file.
+duration, ``t0`` = start of the stream), and plays the callback's output ``N`` blocks later,
+``N`` being the number of output periods (buffers) the card holds (``buffer_blocks``; 1 by
+default): the block's **deadline** is ``D_i = a_i + N·d``. Each period beyond the first adds
+``d`` to the output latency and lets a block's work take up to ``N·d`` (a stall longer than
+a block is absorbed, and the backlog it leaves is worked off while the next blocks wait in
+the buffer). :class:`Pacer` reproduces that on a file.
 Block ``i``'s work starts at ``s_i >= max(a_i, e_{i-1})`` (not before it has arrived, not
 before the previous block is done) and ends at ``e_i``; an **overrun** is a block whose
 work ends after its deadline, ``e_i > D_i``. Its **response** ``e_i − a_i`` is what the
-report's lateness figures describe (an overrun is a response longer than ``d``); its
+report's lateness figures describe (an overrun is a response longer than ``N·d``); its
 **wake-up** ``s_i − a_i`` is how late the work started (the thread's wake-up jitter, or a
 backlog). A late block delays the ones after it (nothing is dropped, since every sample is
 written), so one stall can make several overruns in a row; ``slow_blocks`` counts the blocks
@@ -29,12 +33,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UnmixError
+
 #: real-time priority asked for the compute thread (SCHED_FIFO, low in the 1..99 range)
 FIFO_PRIORITY = 10
 #: and for the reader and writer threads: below the compute thread, above everything else,
 #: or the compute thread could wait for the interpreter lock held by a helper thread that
 #: waits behind unrelated processes (priority inversion)
 HELPER_PRIORITY = 5
+#: most output periods ``--buffer-blocks`` accepts
+MAX_BUFFER_BLOCKS = 64
+
+
+def check_buffer_blocks(count: int) -> int:
+    """``count`` if it is a valid number of output periods (1..64), else one clear error."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BUFFER_BLOCKS:
+        raise UnmixError(
+            f"--buffer-blocks must be a whole number of output blocks from 1 to "
+            f"{MAX_BUFFER_BLOCKS} (1 = a deadline one block after arrival), got {count!r}"
+        )
+    return count
 
 
 @dataclass
@@ -44,12 +62,15 @@ class Pacer:
     Args:
         block_seconds: duration ``d`` of one block of audio.
         realtime: pace the input at the audio rate (else run as fast as possible).
+        buffer_blocks: output periods ``N`` of the modelled sound card: block ``i`` is due at
+            ``a_i + N·d`` (see the module docstring).
         spin: seconds of busy waiting before each arrival (after sleeping until then).
         clock, sleep: injectable for tests.
     """
 
     block_seconds: float
     realtime: bool = False
+    buffer_blocks: int = 1
     spin: float = 0.001
     clock: Callable[[], float] = time.perf_counter
     sleep: Callable[[float], None] = time.sleep
@@ -64,9 +85,14 @@ class Pacer:
     input_waits: int = 0
     #: a sound card paces the blocks (live audio): overruns come from its status flags
     paced_by_device: bool = False
+    #: live audio: the latency PortAudio announced (seconds: input, output), if any
+    device_latency: tuple[float, ...] | None = None
     #: how the compute thread was scheduled (see :func:`raise_priority`)
     priority: str = "normal"
     _start: float | None = None
+
+    def __post_init__(self) -> None:
+        check_buffer_blocks(self.buffer_blocks)
 
     def begin(self) -> None:
         """Start the clock of the stream (``t0``); the first :meth:`run` does it otherwise."""
@@ -100,7 +126,7 @@ class Pacer:
             arrival = self.arrival(index)
             self.wake.append(began - arrival)
             self.response.append(ended - arrival)
-            if ended > arrival + self.block_seconds:
+            if ended > arrival + self.buffer_blocks * self.block_seconds:
                 self.overruns += 1
 
     def note_input_wait(self, ready: float) -> None:
@@ -152,11 +178,16 @@ def stream_report(
     block_ms = 1000.0 * block / sample_rate
     summary = timing_summary(pacer.compute)
     paced = pacer.realtime or pacer.paced_by_device
+    # the algorithmic latency, plus one block per output period beyond the first
+    output_latency = latency + (pacer.buffer_blocks - 1) * block
     report: dict[str, object] = {
         **extra,
         "sample_rate": sample_rate,
         "latency_samples": latency,
         "latency_ms": 1000.0 * latency / sample_rate,
+        "buffer_blocks": pacer.buffer_blocks,
+        "output_latency_samples": output_latency,
+        "output_latency_ms": 1000.0 * output_latency / sample_rate,
         "block_samples": block,
         "block_ms": block_ms,
         "blocks": len(pacer.compute),
@@ -167,6 +198,8 @@ def stream_report(
         **summary,
         "p99_of_block": summary["p99_ms"] / block_ms,
     }
+    if pacer.device_latency is not None:
+        report["device_latency_ms"] = [1000.0 * s for s in pacer.device_latency]
     if pacer.realtime:
         report.update(timing_summary(pacer.response, "response_"))
         report.update(timing_summary(pacer.wake, "wake_"))
