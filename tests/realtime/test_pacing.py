@@ -6,6 +6,7 @@ All timing here runs on a fake clock: the tests check the pacing logic, never re
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from unmix.realtime.pacing import (
     Pacer,
     check_buffer_blocks,
     raise_priority,
+    steal_seconds,
     stream_report,
     timing_summary,
 )
@@ -225,3 +227,38 @@ def test_bad_buffer_blocks_are_refused_in_one_line(bad: object) -> None:
         Pacer(1.0, buffer_blocks=bad)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
     assert check_buffer_blocks(64) == 64
+
+
+def test_slow_blocks_off_the_cpu_are_told_apart_from_slow_work() -> None:
+    clock = FakeClock()
+    used = [0.0]  # the thread's own CPU time: only what it spends working
+    pacer = Pacer(1.0, realtime=True, spin=0.0, clock=clock, sleep=clock.sleep,
+                  cpu_clock=lambda: used[0])  # fmt: skip
+
+    def work(wall: float, cpu: float) -> None:
+        clock.work(wall)
+        used[0] += cpu
+
+    for wall, cpu in ((0.5, 0.5), (1.5, 1.4), (1.5, 0.3), (0.2, 0.2)):
+        pacer.run(lambda wall=wall, cpu=cpu: work(wall, cpu))
+    assert pacer.cpu == pytest.approx([0.5, 1.4, 0.3, 0.2])
+    report = stream_report(pacer, 10, 100, 100, {})
+    assert report["slow_blocks"] == 2 and report["slow_blocks_off_cpu"] == 1
+
+
+def test_steal_seconds_reads_the_steal_column(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  2111295 195276 433398 1362105 5314 0 1265 6662 0 0\ncpu0 1 2 3\n")
+    assert steal_seconds(str(stat)) == pytest.approx(6662 / os.sysconf("SC_CLK_TCK"))
+    stat.write_text("cpu  1 2 3\n")  # an old kernel without the column
+    assert steal_seconds(str(stat)) is None
+    assert steal_seconds(str(tmp_path / "missing")) is None
+
+
+def test_realtime_report_gives_the_steal_over_the_run() -> None:
+    clock = FakeClock()
+    pacer = paced(clock)
+    pacer.run(lambda: clock.work(0.1))
+    assert stream_report(pacer, 10, 100, 100, {})["steal_ms"] is None
+    pacer.steal = 0.03
+    assert stream_report(pacer, 10, 100, 100, {})["steal_ms"] == pytest.approx(30.0)

@@ -112,3 +112,15 @@ def test_priority_is_not_raised_with_several_compute_threads() -> None:
     finally:
         torch.set_num_threads(before)
     assert pacer.priority.startswith("normal (not raised with several compute threads")
+
+
+@pytest.mark.parametrize("realtime", [True, False])
+def test_the_steal_over_a_paced_run_is_recorded(
+    realtime: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readings = iter([10.0, 10.25])
+    monkeypatch.setattr("unmix.realtime.pipeline.steal_seconds", lambda: next(readings))
+    clock = FakeClock()
+    pacer = Pacer(1.0, realtime=realtime, spin=0.0, clock=clock, sleep=clock.sleep)
+    run_pipeline(iter(range(3)), lambda i: i, lambda _: None, pacer)
+    assert pacer.steal == (pytest.approx(0.25) if realtime else None)

@@ -257,6 +257,11 @@ def _summary_line(report: dict[str, object]) -> str:
     )
     if report["overruns"] is not None:
         line += f"; {report['overruns']} overruns"
+    if report["slow_blocks"]:
+        line += (
+            f"; {report['slow_blocks']} blocks computed longer than a block "
+            f"({report['slow_blocks_off_cpu']} of them mostly off the CPU)"
+        )
     if report["realtime"]:
         line += (
             f" (work ending after the next block was due); response p99 "
@@ -264,6 +269,9 @@ def _summary_line(report: dict[str, object]) -> str:
             f"wake-up p99 {report['wake_p99_ms']:.2f} ms; {report['input_waits']} input waits; "
             f"priority {report['priority']}"
         )
+        if report["steal_ms"]:
+            line += f"; the host stole {report['steal_ms']:.0f} ms of CPU time"
+
     return line
 
 

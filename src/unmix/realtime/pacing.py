@@ -73,9 +73,13 @@ class Pacer:
     buffer_blocks: int = 1
     spin: float = 0.001
     clock: Callable[[], float] = time.perf_counter
+    #: the working thread's own CPU time (a stall it did not spend running shows here)
+    cpu_clock: Callable[[], float] = time.thread_time
     sleep: Callable[[float], None] = time.sleep
     #: seconds of work per block
     compute: list[float] = field(default_factory=list)
+    #: seconds of the thread's own CPU time per block
+    cpu: list[float] = field(default_factory=list)
     #: realtime: end of the work minus the block's arrival, per block
     response: list[float] = field(default_factory=list)
     #: realtime: start of the work minus the block's arrival, per block
@@ -87,6 +91,9 @@ class Pacer:
     paced_by_device: bool = False
     #: live audio: the latency PortAudio announced (seconds: input, output), if any
     device_latency: tuple[float, ...] | None = None
+    #: realtime: seconds the hypervisor ran something else on this machine's CPUs during
+    #: the run (all CPUs, from ``/proc/stat``; ``None`` where unknown), see :func:`steal_seconds`
+    steal: float | None = None
     #: how the compute thread was scheduled (see :func:`raise_priority`)
     priority: str = "normal"
     _start: float | None = None
@@ -118,10 +125,11 @@ class Pacer:
         if self.realtime:
             self.begin()
             self.wait_until(self.arrival(index))
-        began = self.clock()
+        began, cpu = self.clock(), self.cpu_clock()
         work()
-        ended = self.clock()
+        ended, cpu = self.clock(), self.cpu_clock() - cpu
         self.compute.append(ended - began)
+        self.cpu.append(cpu)
         if self.realtime:
             arrival = self.arrival(index)
             self.wake.append(began - arrival)
@@ -161,6 +169,19 @@ def raise_priority(priority: int = FIFO_PRIORITY) -> tuple[str, Callable[[], Non
     return f"nice -{priority}", lambda: os.setpriority(os.PRIO_PROCESS, tid, old)
 
 
+def steal_seconds(stat: str = "/proc/stat") -> float | None:
+    """Steal time of all CPUs so far (a virtual machine's CPUs taken by the host), or None.
+
+    The ``steal`` column of the ``cpu`` line of ``/proc/stat``, in clock ticks.
+    """
+    try:
+        with open(stat) as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def timing_summary(seconds: list[float], prefix: str = "") -> dict[str, float]:
     """p50/p99/max/mean of per-block seconds, in milliseconds (zeros for no blocks)."""
     keys = [f"{prefix}{k}_ms" for k in ("p50", "p99", "max", "mean")]
@@ -195,6 +216,12 @@ def stream_report(
         "overruns": pacer.overruns if paced else None,
         # blocks whose own compute exceeded a block's duration (no backlog counted)
         "slow_blocks": sum(t > pacer.block_seconds for t in pacer.compute),
+        # of those, the ones whose thread ran for less than half of it: the time went
+        # elsewhere (the hypervisor's steal, preemption), not to this thread's work
+        "slow_blocks_off_cpu": sum(
+            t > pacer.block_seconds and c < t / 2
+            for t, c in zip(pacer.compute, pacer.cpu, strict=True)
+        ),
         **summary,
         "p99_of_block": summary["p99_ms"] / block_ms,
     }
@@ -205,4 +232,5 @@ def stream_report(
         report.update(timing_summary(pacer.wake, "wake_"))
         report["input_waits"] = pacer.input_waits
         report["priority"] = pacer.priority
+        report["steal_ms"] = None if pacer.steal is None else 1000.0 * pacer.steal
     return report

@@ -15,6 +15,8 @@ thread asks for real-time scheduling (:func:`~unmix.realtime.pacing.raise_priori
 report says what it got), the reader and writer for a lower real-time priority: else the
 compute thread could wait for the interpreter lock held by a helper that itself waits behind
 unrelated processes (priority inversion; measured: wake-ups late by 10-150 ms under load).
+With ``realtime`` the machine's steal time over the run is recorded (``Pacer.steal``): on a
+virtual machine, the time the host gave this machine's CPUs to someone else.
 With several intra-op threads (``torch.get_num_threads() > 1``) nothing is raised: those
 busy-waiting workers would inherit it. All of it is restored afterwards.
 
@@ -33,7 +35,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from .pacing import HELPER_PRIORITY, Pacer, raise_priority
+from .pacing import HELPER_PRIORITY, Pacer, raise_priority, steal_seconds
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -82,10 +84,14 @@ def quiet_interpreter(realtime: bool, pacer: Pacer) -> Iterator[None]:
         pacer.priority = "normal (not raised with several compute threads, --threads > 1)"
     elif realtime:
         pacer.priority, restore = raise_priority()
+    steal = steal_seconds() if realtime else None
     try:
         yield
     finally:
         restore()
+        now = steal_seconds() if realtime else None
+        if steal is not None and now is not None:
+            pacer.steal = now - steal
         sys.setswitchinterval(interval)
         gc.unfreeze()
         if was_enabled:
