@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .errors import UnmixError
+from .stereo_em import stereo_em_groups, stereo_statistics, stereo_statistics_from_amplitudes
 
 EPS = 1e-10
 #: upper bound of ``niter`` (each iteration costs about one model pass; 1-3 is typical)
@@ -145,73 +146,6 @@ def _amplitudes(
     return a, carrier
 
 
-def _stereo_statistics(y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``|y_0|², |y_1|²`` ``(J, N, F)`` and ``Σ_n y_0 y_1*`` ``(J, F)`` of ``y (J, 2, N, F)``."""
-    y0, y1 = y[:, 0], y[:, 1]
-    p0 = y0.real.square() + y0.imag.square()
-    p1 = y1.real.square() + y1.imag.square()
-    return p0, p1, (y0 * y1.conj()).sum(dim=1)
-
-
-def _stereo_statistics_from_amplitudes(
-    a: Tensor, carrier: Tensor, unit: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`_stereo_statistics` of ``a · carrier`` without forming the product."""
-    a0, a1 = a[:, 0], a[:, -1]  # a one-channel model's amplitudes serve both channels
-    p0, p1 = a0.square(), a1.square()
-    if not unit:
-        p0 = p0 * (carrier[0].real.square() + carrier[0].imag.square())
-        p1 = p1 * (carrier[1].real.square() + carrier[1].imag.square())
-    cross = carrier[0] * carrier[1].conj()  # (N, F)
-    prod = a0 * a1
-    c01 = torch.complex((prod * cross.real).sum(dim=1), (prod * cross.imag).sum(dim=1))
-    return p0, p1, c01
-
-
-def _em_step_stereo(
-    p0: Tensor, p1: Tensor, c01: Tensor, mix: Tensor, scale: Tensor | float, eps: float
-) -> Tensor:
-    """One EM iteration for two channels, in closed form (2×2 Hermitian covariances).
-
-    Args:
-        p0, p1: channel powers ``|y_c|²`` of the current estimates ``(J, N, F)``.
-        c01: ``Σ_n y_0 y_1*`` ``(J, F)``.
-        mix: complex ``(2, N, F)``.
-        scale: estimates and mixture are divided by it during the step (as the reference
-            does); the result is in the original units.
-
-    Returns:
-        complex estimates ``(J, 2, N, F)``.
-    """
-    inv_s2 = 1.0 / (scale * scale)
-    v = (0.5 * inv_s2) * (p0 + p1)  # power spectral densities (J, N, F)
-    # spatial covariances R_j(f) = Σ_n y yᴴ / (eps + Σ_n v); Hermitian, so three entries
-    norm = inv_s2 / (eps + v.sum(dim=1))  # (J, F)
-    r00 = (p0.sum(dim=1) * norm)[:, None]
-    r11 = (p1.sum(dim=1) * norm)[:, None]
-    r01 = (c01 * norm)[:, None]
-    # mixture covariance Σ_x(n, f) = √eps·I + Σ_j v_j R_j
-    s00 = eps**0.5 + (v * r00).sum(dim=0)
-    s11 = eps**0.5 + (v * r11).sum(dim=0)
-    s01 = torch.complex((v * r01.real).sum(dim=0), (v * r01.imag).sum(dim=0))
-    # Σ_x⁻¹ (x / scale)
-    inv_det = (1.0 / scale) / (s00 * s11 - (s01.real.square() + s01.imag.square()))
-    x0, x1 = mix[0], mix[1]
-    z0 = (s11 * x0 - s01 * x1) * inv_det
-    z1 = (s00 * x1 - s01.conj() * x0) * inv_det
-    v = v * scale
-    out = torch.empty((v.shape[0], 2, *v.shape[1:]), dtype=mix.dtype, device=mix.device)
-    # y_c = v · (R_c0 z0 + R_c1 z1), built in place in the output (no temporaries)
-    for c, (diag, z_diag, cross, z_cross) in enumerate(
-        [(r00, z0, r01, z1), (r11, z1, r01.conj(), z0)]
-    ):
-        y = out[:, c]
-        torch.mul(cross, z_cross, out=y)
-        y.addcmul_(diag, z_diag)
-        y.mul_(v)
-    return out
-
-
 def _em_step_general(y: Tensor, mix: Tensor, eps: float) -> Tensor:
     """One EM iteration for any channel count (sources-first layout)."""
     nb_channels = mix.shape[0]
@@ -237,7 +171,7 @@ def em_sources(y: Tensor, mix: Tensor, niter: int, eps: float = EPS) -> Tensor:
     """
     for _ in range(niter):
         if mix.shape[0] == 2:
-            y = _em_step_stereo(*_stereo_statistics(y), mix, 1.0, eps)
+            ((_, y),) = stereo_em_groups(*stereo_statistics(y), mix, 1.0, eps)
         else:
             y = _em_step_general(y, mix, eps)
     return y
@@ -258,20 +192,45 @@ def wiener_sources(
     Returns:
         complex ``(nb_sources [+ 1], nb_channels, nb_frames, nb_bins)``.
     """
+    ((_, y),) = wiener_groups(spectrograms, mix, settings)
+    return y
+
+
+def wiener_groups(
+    spectrograms: Tensor,
+    mix: Tensor,
+    settings: WienerSettings = DEFAULT_WIENER,
+    group: int | None = None,
+) -> Iterator[tuple[int, Tensor]]:
+    """:func:`wiener_sources` of one window, yielded in groups of consecutive frames.
+
+    A stereo mixture with ``niter >= 1`` is filtered ``group`` frames at a time after
+    the window's statistics (:mod:`unmix.stereo_em`), so that a caller can use each
+    group while it is in the cache; other cases come as one group. The estimates are
+    those of :func:`wiener_sources` whatever the group size.
+
+    Args:
+        spectrograms, mix, settings: as for :func:`wiener_sources`.
+        group: frames per group (Default: the whole window in one).
+
+    Yields:
+        ``(first frame, complex estimates (nb_sources [+ 1], nb_channels, n, nb_bins))``.
+    """
     niter, scale_factor, eps = settings.niter, settings.scale_factor, settings.eps
     a, carrier = _amplitudes(spectrograms, mix, settings.softmask, settings.residual, eps)
     if niter == 0:
-        return a * carrier
+        yield 0, a * carrier
+        return
     scale = torch.clamp(mix.abs().max() / scale_factor, min=1.0)
     if mix.shape[0] != 2:
-        return em_sources(a * carrier / scale, mix / scale, niter, eps=eps) * scale
+        yield 0, em_sources(a * carrier / scale, mix / scale, niter, eps=eps) * scale
+        return
     # stereo: the first iteration needs only second-order statistics of a · carrier
-    stats = _stereo_statistics_from_amplitudes(a, carrier, unit=not settings.softmask)
-    for k in range(niter):
-        y = _em_step_stereo(*stats, mix, scale, eps)
-        if k + 1 < niter:
-            stats = _stereo_statistics(y)
-    return y
+    stats = stereo_statistics_from_amplitudes(a, carrier, unit=not settings.softmask)
+    for _ in range(niter - 1):
+        ((_, y),) = stereo_em_groups(*stats, mix, scale, eps)
+        stats = stereo_statistics(y)
+    yield from stereo_em_groups(*stats, mix, scale, eps, group)
 
 
 def _to_sources_first(x: Tensor) -> Tensor:

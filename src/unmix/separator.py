@@ -11,10 +11,11 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .errors import UnmixError
-from .filtering import DEFAULT_WIENER, WienerSettings, frame_windows, wiener_sources
+from .filtering import DEFAULT_WIENER, WienerSettings, frame_windows, wiener_groups
 from .models.contract import SeparationModel
 from .precision import DEFAULT_PRECISION, Precision, network_precision, parse_precision
 from .shifts import average_shifted, check_shifts, shift_offsets
+from .stereo_em import GROUP_FRAMES
 from .transforms import ISTFT, STFT, magnitude
 
 
@@ -152,14 +153,16 @@ class Separator(nn.Module):
             audio.shape[1],
             self.istft.padded_length(nb_frames),
         )
-        # Wiener-filter and invert one window at a time: only the accumulator (S, J', C, T)
-        # and the current window's estimates are held, never all complex estimates at once
+        # Wiener-filter and invert one window at a time, and within it (stereo) a few frames
+        # at a time: only the accumulator (S, J', C, T) and the current group's estimates
+        # are held, and the group is inverted while it is still in the cache
         for s in range(audio.shape[0]):
             for window in frame_windows(nb_frames, self.wiener.wiener_win_len):
-                estimates = wiener_sources(
-                    V[s, :, :, window], mix[s, :, window], self.wiener
-                )  # (J', C, n, F)
-                self.istft.overlap_add(estimates, out[s], window.start)
+                groups = wiener_groups(
+                    V[s, :, :, window], mix[s, :, window], self.wiener, GROUP_FRAMES
+                )
+                for first, estimates in groups:  # (J', C, n, F)
+                    self.istft.overlap_add(estimates, out[s], window.start + first)
         return self.istft.normalize(out, nb_frames, audio.shape[-1])
 
     def source_magnitudes(self, X: Tensor) -> Tensor:

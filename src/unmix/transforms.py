@@ -115,9 +115,18 @@ class ISTFT(nn.Module):
                 f"got {tuple(out.shape)}"
             )
         count = frames.shape[-2]
-        time = torch.fft.irfft(frames, n=self.n_fft, dim=-1) * self.window.to(out.dtype)
+        time = torch.fft.irfft(frames, n=self.n_fft, dim=-1).reshape(-1, count, self.n_fft)
         acc = out.view(-1, out.shape[-1])
-        _overlap_add(time.reshape(-1, count, self.n_fft), acc, first_frame * self.n_hop, self.n_hop)
+        window = self.window.to(out.dtype)
+        if self.n_fft % self.n_hop:
+            _overlap_add(time * window, acc, first_frame * self.n_hop, self.n_hop)
+            return
+        # hop-long pieces, windowed as they are added: piece k of frame n lands at block n + k
+        pieces = time.reshape(time.shape[0], count, -1, self.n_hop)
+        for k in range(pieces.shape[2]):
+            start = (first_frame + k) * self.n_hop
+            target = acc[:, start : start + count * self.n_hop].view(-1, count, self.n_hop)
+            target.addcmul_(pieces[:, :, k], window[k * self.n_hop : (k + 1) * self.n_hop])
 
     def normalize(self, out: Tensor, nb_frames: int, length: int) -> Tensor:
         """Finish an overlap-add: divide by the summed squared window, undo the centring.
