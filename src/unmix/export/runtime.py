@@ -6,6 +6,8 @@ graph is opened.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +67,33 @@ def _check_self_contained(data: bytes, what: str) -> None:
             )
 
 
+def _open_session(ort: Any, data: bytes, threads: int, what: str) -> Any:
+    """An onnxruntime CPU session of ``data`` with ``threads`` intra-op threads.
+
+    Raises:
+        UnmixError: onnxruntime cannot read the graph.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:  # from bytes: the runtime never opens another file
+        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own classes for every failure
+        raise UnmixError(
+            f"{what} is not a readable ONNX model ({_first_line(exc)}); export one with "
+            "'unmix export'"
+        ) from None
+
+
 class OnnxGraph:
     """An exported graph, checked and ready to run.
 
     Args:
         path: the ``.onnx`` file written by ``unmix export``.
-        threads: intra-op threads (0: onnxruntime's choice).
+        threads: CPU threads (0: onnxruntime's choice). One input runs on all of them
+            (intra-op threads); with ``threads >= 2``, :meth:`run_many` runs up to ``threads``
+            inputs side by side, each on one thread (a second, single-threaded session).
 
     Raises:
         UnmixError: a missing, huge, corrupt or foreign file, missing metadata, or inputs and
@@ -88,19 +111,7 @@ class OnnxGraph:
         ort = import_onnxruntime()
         data = path.read_bytes()
         _check_self_contained(data, what)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:  # from bytes: the runtime never opens another file
-            session = ort.InferenceSession(
-                data, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own classes for every failure
-            raise UnmixError(
-                f"{what} is not a readable ONNX model ({_first_line(exc)}); export one with "
-                "'unmix export'"
-            ) from None
+        session = _open_session(ort, data, threads, what)
         self.info = GraphInfo.from_metadata(session.get_modelmeta().custom_metadata_map, what)
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
@@ -110,11 +121,21 @@ class OnnxGraph:
             )
         self.session = session
         self.path = path
+        self.threads = max(0, threads)
+        # segments side by side: one single-threaded session called from several threads
+        # (onnxruntime's run is thread-safe and releases the GIL); the same arithmetic as the
+        # wide session, so the stems do not depend on how segments are spread over threads
+        self._narrow = _open_session(ort, data, 1, what) if self.parallel_segments > 1 else None
 
     @property
     def output_names(self) -> tuple[str, ...]:
         """Names of the stems, in output order."""
         return self.info.outputs
+
+    @property
+    def parallel_segments(self) -> int:
+        """How many inputs :meth:`run_many` runs at the same time (``threads``, or 1)."""
+        return self.threads if self.threads >= 2 else 1
 
     def run(self, mixture: np.ndarray) -> np.ndarray:
         """Separate ``(nb_channels, nb_samples)`` float32 audio at the graph's rate.
@@ -128,6 +149,22 @@ class OnnxGraph:
             AudioError: a channel count other than the graph's, or no samples.
             UnmixError: the graph gave NaN or infinite values.
         """
+        return self._run(self.session, mixture)
+
+    def run_many(self, mixtures: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`run` for each input, up to :attr:`parallel_segments` at a time.
+
+        Several inputs run side by side, each on one thread; a single input runs on all
+        threads. The stems are those of :meth:`run`, bit for bit, in input order.
+        """
+        if len(mixtures) < 2 or self._narrow is None:
+            return [self.run(mixture) for mixture in mixtures]
+        narrow = self._narrow
+        workers = min(len(mixtures), self.parallel_segments)
+        with ThreadPoolExecutor(workers, thread_name_prefix="unmix-onnx") as pool:
+            return list(pool.map(lambda mixture: self._run(narrow, mixture), mixtures))
+
+    def _run(self, session: Any, mixture: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(mixture, dtype=np.float32)
         channels = self.info.nb_channels
         if x.ndim != 2 or x.shape[0] != channels:
@@ -141,7 +178,7 @@ class OnnxGraph:
             raise AudioError("audio is empty (0 samples)")
         if length < self.info.min_samples:
             x = np.pad(x, ((0, 0), (0, self.info.min_samples - length)))
-        stems: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0][..., :length]
+        stems: np.ndarray = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0][..., :length]
         if not np.isfinite(stems).all():
             raise UnmixError(f"{self.path.name} gave NaN or infinite stems; nothing was written")
         return stems

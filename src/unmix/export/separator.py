@@ -45,8 +45,16 @@ class OnnxSeparator(Separator):
         """Names of the stacked outputs (from the graph's metadata)."""
         return self.graph.output_names
 
+    @property
+    def parallel_segments(self) -> int:
+        """Segments one call runs side by side on the CPU: the engine's automatic batch size
+        (:func:`unmix.engine.batcher.auto_batch_size`), so that ``N`` threads get ``N``
+        segments at a time."""
+        return self.graph.parallel_segments
+
     def forward(self, audio: Tensor) -> Tensor:
-        """``(S, C, T)`` mixture → ``(S, J', C, T)`` stems."""
+        """``(S, C, T)`` mixture → ``(S, J', C, T)`` stems; the ``S`` items side by side
+        (:meth:`OnnxGraph.run_many`)."""
         if audio.ndim != 3:
             raise ValueError(
                 f"audio must be (nb_samples, nb_channels, nb_timesteps), got {tuple(audio.shape)}"
@@ -55,7 +63,7 @@ class OnnxSeparator(Separator):
         downmix = x.shape[1] == 1 and self.graph.info.nb_channels == 2
         if downmix:
             x = np.repeat(x, 2, axis=1)
-        stems = np.stack([self.graph.run(item) for item in x])
+        stems = np.stack(self.graph.run_many(list(x)))
         if downmix:
             stems = stems.mean(axis=2, keepdims=True)
         return torch.from_numpy(stems).to(audio.device)
@@ -71,7 +79,9 @@ def load_onnx_separator(
     """Open an exported graph for the engine.
 
     The targets and Wiener settings are baked into the graph: asking for others raises
-    (``None``, or the defaults, accept the graph's).
+    (``None``, or the defaults, accept the graph's). The graph gets PyTorch's thread count
+    (``unmix separate --threads N``): one segment runs on ``N`` intra-op threads, and the
+    engine hands it ``N`` segments at a time, which run side by side on one thread each.
 
     Raises:
         UnmixError: an unreadable or foreign graph, other targets or settings, a GPU, or a
@@ -84,7 +94,7 @@ def load_onnx_separator(
         )
     if device is not None and str(device) not in ("auto", "cpu"):
         raise UnmixError(f"an .onnx model runs on the CPU here (onnxruntime); got device {device}")
-    separator = OnnxSeparator(OnnxGraph(path))
+    separator = OnnxSeparator(OnnxGraph(path, threads=torch.get_num_threads()))
     if targets and tuple(targets) != separator.targets:
         raise UnmixError(
             f"{path} was exported with targets {list(separator.targets)}; re-export it with "
