@@ -4,6 +4,8 @@
 * :mod:`~unmix.realtime.causal`: the causal engine (frame buffer, LSTM state, overlap-add);
 * :mod:`~unmix.realtime.wiener`: the causal Wiener filter (running spatial covariances);
 * :mod:`~unmix.realtime.lookahead`: lookahead mode for bidirectional models;
+* :mod:`~unmix.realtime.lookahead_carried`: its default engine for bidirectional UMX
+  (:mod:`~unmix.realtime.carried` forward LSTM states, :mod:`~unmix.realtime.grid_wiener`);
 * :mod:`~unmix.realtime.pacing`: real-time pacing, overrun counting and the timing report.
 """
 

@@ -1,6 +1,12 @@
 """Lookahead mode: any model (bidirectional ones included), one chunk at a time.
 
-Output chunk ``c`` (samples ``[c·B, (c + 1)·B)``) is cut from the offline separation
+:func:`lookahead_engine` picks the design: for a bidirectional UMX with no ``context``
+given, the carried engine (:mod:`unmix.realtime.lookahead_carried`: forward LSTM states
+carried between chunks, the offline Wiener window's statistics); otherwise the windowed
+engine of this module (X-UMX, a unidirectional model, an explicit ``context``, or a
+lookahead under one STFT window).
+
+Windowed engine. Output chunk ``c`` (samples ``[c·B, (c + 1)·B)``) is cut from the offline separation
 (:class:`~unmix.separator.Separator`, Wiener EM included) of the window
 ``[c·B − P, (c + 1)·B + A)``: ``P`` samples of past context, the chunk, and ``A`` samples of
 lookahead (the window starts at 0 for the first chunks). The chunk is complete once sample
@@ -18,7 +24,9 @@ import torch
 from torch import Tensor
 
 from ..errors import UnmixError
+from ..models.umx import UMX
 from ..separator import Separator
+from .lookahead_carried import CarriedLookaheadEngine
 
 
 @dataclass(frozen=True)
@@ -88,3 +96,20 @@ class LookaheadEngine:
         else:
             out = block.new_zeros(self.nb_sources, self.nb_channels, 0)
         return out, LookaheadState(history, keep_from, chunk)
+
+
+def lookahead_engine(
+    separator: Separator, lookahead: int, chunk: int, context: int | None, nb_channels: int
+) -> LookaheadEngine | CarriedLookaheadEngine:
+    """The lookahead engine for these settings (samples; ``context`` ``None``: the default).
+
+    The carried engine where it applies (a bidirectional UMX, ``context`` not given, a
+    lookahead of at least one STFT window); else the windowed one with ``context``
+    (default: ``max(lookahead, chunk)``).
+    """
+    cfg = separator.config
+    carried = isinstance(separator.model, UMX) and not cfg.unidirectional
+    if context is None and carried and lookahead >= cfg.n_fft:
+        return CarriedLookaheadEngine(separator, lookahead, chunk, nb_channels)
+    past = max(lookahead, chunk) if context is None else context
+    return LookaheadEngine(separator, lookahead, chunk, past, nb_channels)

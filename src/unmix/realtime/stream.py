@@ -27,7 +27,8 @@ from ..filtering import WienerSettings
 from ..hub.loading import load_separator
 from ..separator import Separator
 from .causal import CausalEngine, CausalState
-from .lookahead import LookaheadEngine, LookaheadState
+from .lookahead import LookaheadEngine, LookaheadState, lookahead_engine
+from .lookahead_carried import CarriedLookaheadEngine, CarriedState
 from .packed import StreamPrecision, check_stream_precision
 from .wiener import CausalWiener
 
@@ -48,8 +49,10 @@ class StreamSeparator:
         lookahead: seconds; ``None`` runs the model causally (unidirectional models only),
             a number runs lookahead mode (any model; latency ``chunk + lookahead``).
         chunk: seconds per separated window step in lookahead mode.
-        context: seconds of past context per window in lookahead mode (Default: ``lookahead``
-            but at least ``chunk``).
+        context: seconds of past context per window in lookahead mode. Default: a
+            bidirectional UMX carries its forward LSTM states instead (the whole past, see
+            :mod:`unmix.realtime.lookahead_carried`); other models use ``lookahead`` but at
+            least ``chunk``. Given, the windowed engine runs (:mod:`unmix.realtime.lookahead`).
         nb_channels: channels of the stream, 1 or 2 (Default: the model's).
         sample_rate: rate of the stream; it must be the model's (resample before, e.g. with
             :class:`unmix.audio.resample.StreamResampler`).
@@ -109,7 +112,7 @@ class StreamSeparator:
         # a mono stream into a stereo causal model runs on the duplicated signal
         self._upmix = channels == 1 and cfg.nb_channels == 2 and lookahead is None
         engine_channels = 2 if self._upmix else channels
-        self.engine: CausalEngine | LookaheadEngine
+        self.engine: CausalEngine | LookaheadEngine | CarriedLookaheadEngine
         if lookahead is None:
             causal = wiener or CausalWiener.from_settings(separator.wiener)
             self.engine = CausalEngine(separator, causal, engine_channels, self.precision)
@@ -118,8 +121,8 @@ class StreamSeparator:
             self._skip = cfg.n_fft - cfg.n_hop  # engine samples before the stream began
         else:
             lookahead_n, chunk_n = _samples(lookahead, rate, "lookahead"), _samples(chunk, rate)
-            past = max(lookahead_n, chunk_n) if context is None else _samples(context, rate)
-            self.engine = LookaheadEngine(separator, lookahead_n, chunk_n, past, channels)
+            past = None if context is None else _samples(context, rate, "context")
+            self.engine = lookahead_engine(separator, lookahead_n, chunk_n, past, channels)
             self._skip = 0
         self.latency: int = self.engine.latency
         self.reset()
@@ -131,7 +134,7 @@ class StreamSeparator:
 
     def reset(self) -> None:
         """Start a new stream (silence before it)."""
-        self._state: CausalState | LookaheadState = self.engine.initial()
+        self._state: CausalState | LookaheadState | CarriedState = self.engine.initial()
         self._ready = torch.zeros(len(self.output_names), self.nb_channels, self.latency)
         self._to_skip = self._skip
         self._received = 0
