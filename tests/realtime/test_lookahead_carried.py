@@ -13,6 +13,8 @@ from unmix.realtime.carried import CarriedBLSTM
 from unmix.realtime.grid_wiener import grid_wiener, initial_grid
 from unmix.realtime.lookahead import LookaheadEngine
 from unmix.realtime.lookahead_carried import CarriedLookaheadEngine
+from unmix.separator import Separator
+from unmix.transforms import ISTFT, STFT, magnitude
 
 from .common import fixed_sizes, music_like, random_sizes, run_stream, tiny_separator
 
@@ -163,3 +165,43 @@ def test_grid_wiener_equals_the_offline_filter_once_the_window_is_known(
     )
     got = torch.cat(pieces, 2)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+def _one_chunk_oracle(separator: Separator, audio: np.ndarray, nb_frames: int) -> np.ndarray:
+    """Offline, with the library's own pieces: ``n_fft/2`` zeros in front, the STFT
+    (center=False), the whole-sequence model, the offline Wiener filter window by window,
+    overlap-add of the first ``nb_frames`` frames."""
+    cfg = separator.config
+    o = cfg.n_fft // 2
+    x = torch.nn.functional.pad(torch.from_numpy(audio), (o, 4 * cfg.n_fft))[None]
+    spec = STFT(cfg.n_fft, cfg.n_hop, center=False)(x)  # (1, C, F, N)
+    V = separator.source_magnitudes(magnitude(spec, mono=cfg.nb_channels == 1))[0]
+    mix = spec[0].transpose(-1, -2)
+    win = separator.wiener.wiener_win_len
+    assert win is not None
+    est = torch.cat(
+        [wiener_sources(V[:, :, w : w + win], mix[:, w : w + win], separator.wiener)
+         for w in range(0, nb_frames, win)], 2,
+    )[:, :, :nb_frames]  # fmt: skip
+    istft = ISTFT(cfg.n_fft, cfg.n_hop, center=False)
+    acc = torch.zeros(est.shape[0], est.shape[1], istft.padded_length(nb_frames))
+    istft.overlap_add(est, acc, 0)
+    y = istft.normalize(acc, nb_frames, acc.shape[-1])
+    return y[..., o : o + audio.shape[1]].numpy()
+
+
+@pytest.mark.parametrize("key", ["44k-stereo", "16k-mono"])
+def test_a_stream_within_one_chunk_is_the_offline_separation(key: str) -> None:
+    """One chunk covers the whole input (and its lookahead the rest of the STFT window of
+    frames): the stream is the offline pipeline on those frames, Wiener grid included."""
+    separator = tiny_separator(key, unidirectional=False, residual=True)
+    separator.wiener = WienerSettings(niter=1, residual=True, wiener_win_len=20)
+    stream = StreamSeparator(separator, lookahead=0.1, chunk=0.3)
+    engine = stream.engine
+    assert isinstance(engine, CarriedLookaheadEngine) and engine.b > 20  # two Wiener windows
+    n = engine.chunk - separator.config.n_fft  # all of it in the first chunk
+    audio = music_like(separator.config.nb_channels, n)
+    out = run_stream(stream, audio, random_sizes(n, seed=8, largest=n // 3))
+    with torch.inference_mode():
+        expected = _one_chunk_oracle(separator, audio, engine.b)
+    assert np.abs(out[..., stream.latency : stream.latency + n] - expected).max() <= 1e-5
