@@ -15,6 +15,12 @@
       validation clips end to end, about 95 s; --clips N: the first N), and its compute
       per second of audio
 
+  python benchmarks/bench_realtime.py paced --input WAV [--model NAME_OR_DIR]
+      [--precisions fp32 int8] [--buffer-blocks 1 2] [--repeats 1] [--out DIR]
+      `unmix stream WAV --realtime --threads 1 --buffer-blocks N` for each precision and N
+      (one thread, interleaved, each in its own process); a table of overruns, compute
+      p50/p99/max, slow blocks (and those spent off the CPU) and the host's steal time
+
   python benchmarks/bench_realtime.py files --root MUSDB --out DIR [--minutes 10]
       DIR/long10min.wav (the previews end to end) and DIR/umxhq-size-causal (the random
       umxhq-size causal model as a model folder), the inputs of the --realtime runs
@@ -26,7 +32,11 @@ channels and samples, with the reference ``s`` named in each table.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -232,6 +242,35 @@ def cmd_files(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/long{args.minutes:g}min.wav and {args.out}/umxhq-size-causal")
 
 
+def cmd_paced(args: argparse.Namespace) -> None:
+    """Paced ``unmix stream`` runs, one per precision and number of output blocks."""
+    rows = []
+    for repeat in range(args.repeats):
+        for precision in args.precisions:
+            for buffers in args.buffer_blocks:
+                report = args.out / f"paced-{precision}-n{buffers}-{repeat}.json"
+                cmd = [sys.executable, "-m", "unmix", "stream", str(args.input), "--model",
+                       args.model, "--precision", precision, "--realtime", "--threads", "1",
+                       "--buffer-blocks", str(buffers), "--out-dir", str(args.out / "stems"),
+                       "--force", "--report", str(report), "-q"]  # fmt: skip
+                load = os.getloadavg()[0]
+                env = {**os.environ, "OMP_NUM_THREADS": "1"}
+                subprocess.run(cmd, check=True, env=env)
+                rows.append((json.loads(report.read_text()), load))
+    print(
+        "| model | precision | N | output latency (ms) | blocks | overruns | compute p50 / "
+        "p99 / max (ms) | response max (ms) | slow blocks (off CPU) | steal (ms) | load |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|")
+    for r, load in rows:
+        print(f"| {args.model} | {r['precision']} | {r['buffer_blocks']} | "
+              f"{r['output_latency_ms']:.1f} | {r['blocks']} | {r['overruns']} | "
+              f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['max_ms']:.2f} | "
+              f"{r['response_max_ms']:.1f} | {r['slow_blocks']} ({r['slow_blocks_off_cpu']}) | "
+              f"{r['steal_ms'] or 0:.0f} | {load:.1f} |")  # fmt: skip
+    print(f"(one thread, block = hop, {args.input}; load average at each start)")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(
@@ -257,13 +296,20 @@ def main() -> None:
     la.add_argument("--chunk", type=float, default=0.5)
     la.add_argument("--clips", type=int, default=14, help="validation clips, end to end")
     la.add_argument("--context", type=float, default=None, help="seconds (default: lookahead)")
+    pc = sub.add_parser("paced")
+    pc.add_argument("--input", type=Path, required=True)
+    pc.add_argument("--model", default="umx-rt-preview")
+    pc.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
+    pc.add_argument("--buffer-blocks", nargs="+", type=int, default=[1, 2])
+    pc.add_argument("--repeats", type=int, default=1)
+    pc.add_argument("--out", type=Path, default=Path("/tmp/rt/paced"))
     f = sub.add_parser("files")
     f.add_argument("--root", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--minutes", type=float, default=10.0)
     args = p.parse_args()
     commands = {"files": cmd_files, "blocks": cmd_blocks, "precision": cmd_precision,
-                "wiener": cmd_wiener, "lookahead": cmd_lookahead}  # fmt: skip
+                "wiener": cmd_wiener, "lookahead": cmd_lookahead, "paced": cmd_paced}  # fmt: skip
     commands[args.cmd](args)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnmixError
+from .files import warm_up
 from .pacing import Pacer
 from .stream import StreamSeparator
 
@@ -62,6 +63,7 @@ def run_live(
     except sd.PortAudioError as exc:
         raise UnmixError(f"no audio device: {exc}") from None
     pacer.paced_by_device = True
+    warm_up(stream, block)
     C = stream.nb_channels
 
     def callback(indata: np.ndarray, *rest: Any) -> None:
