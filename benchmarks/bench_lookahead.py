@@ -233,7 +233,10 @@ def streams(separator: Separator, mix: np.ndarray, old: bool) -> None:
     print(f"| engine | lookahead (s) | chunk (s) | latency (ms) | {' | '.join(targets)} "
           "| compute (s per s) | × offline |")  # fmt: skip
     print("|---|---:|---:|---:|" + "---:|" * (len(targets) + 2))
-    runs = [("carried", la, 1.0, None) for la in (0.5, 1.0, 2.0)] + [("carried", 1.0, 0.5, None)]
+    runs: list[tuple[str, float, float, float | None]] = [
+        ("carried", la, 1.0, None) for la in (0.5, 1.0, 2.0)
+    ]
+    runs.append(("carried", 1.0, 0.5, None))
     if old:
         runs.append(("windowed, context 3 s", 1.0, 1.0, 3.0))
     for name, lookahead, chunk, context in runs:
