@@ -6,6 +6,10 @@
       lookaheads 0.5, 1, 2 s (chunk 1 s) and 1 s (chunk 0.5 s); --old adds the windowed
       engine (context 3 s, chunk 1 s). SDR of the stream's output against the offline
       separation of the same audio; compute per second of audio and × offline, one thread
+  OMP_NUM_THREADS=1 python benchmarks/bench_lookahead.py --root MUSDB --umxhq-size --clips 3
+      the same with a random-weight umxhq-size bidirectional UMX (hidden 512, 4 targets,
+      n_fft 4096): its compute cost (its SDR against its own offline output is not that of
+      a trained model)
   OMP_NUM_THREADS=1 python benchmarks/bench_lookahead.py --root MUSDB --decompose
       where the error comes from (below; about 6 minutes)
 
@@ -39,7 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from unmix.filtering import wiener_sources
+from unmix.config import ModelConfig
+from unmix.filtering import WienerSettings, wiener_sources
 from unmix.hub.loading import load_separator
 from unmix.models.umx import UMX, OpenUnmix
 from unmix.realtime import StreamSeparator
@@ -250,6 +255,17 @@ def streams(separator: Separator, mix: np.ndarray, old: bool) -> None:
     print("(SDR of the stream's output against the offline separation of the same audio)")
 
 
+def umxhq_size_bidirectional() -> Separator:
+    """umxhq's architecture (hidden 512, 3 layers, n_fft 4096, 4 targets), random weights."""
+    cfg = ModelConfig(
+        targets=("vocals", "drums", "bass", "other"), sample_rate=44100, n_fft=4096,
+        n_hop=1024, nb_channels=2, hidden_size=512, nb_layers=3, unidirectional=False,
+        max_bin=1487,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return Separator(UMX.from_config(cfg), cfg, WienerSettings(niter=1)).freeze()
+
+
 def main() -> None:
     torch.set_num_threads(1)
     p = argparse.ArgumentParser(
@@ -261,11 +277,16 @@ def main() -> None:
     p.add_argument("--lookahead", type=float, default=1.0, help="of the decomposition")
     p.add_argument("--decompose", action="store_true")
     p.add_argument("--old", action="store_true", help="also the windowed engine")
+    p.add_argument("--umxhq-size", action="store_true", help="a random umxhq-size model")
     args = p.parse_args()
     clips = validation_clips(args.root)[: args.clips]
     mix = np.concatenate([stems[0] for _, stems in clips], 1)
-    separator = load_separator(args.model, device="cpu", progress=False).freeze()
-    print(f"{args.model}, {len(clips)} validation clips end to end, one thread")
+    if args.umxhq_size:
+        separator, name = umxhq_size_bidirectional(), "random umxhq-size bidirectional UMX"
+    else:
+        separator = load_separator(args.model, device="cpu", progress=False).freeze()
+        name = args.model
+    print(f"{name}, {len(clips)} validation clips end to end, one thread")
     with torch.inference_mode():
         if args.decompose:
             decompose(separator, mix, args.lookahead)

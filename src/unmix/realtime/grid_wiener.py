@@ -91,22 +91,58 @@ def _filter_piece(
     """EM on frames of one window (the first ``n`` are output and added to the sums)."""
     peak = torch.maximum(state.peak, mix.abs().max())
     scale = torch.clamp(peak / settings.scale_factor, min=1.0)
-    eps = settings.eps
     sums: list[Tensor] = []
     for k in range(settings.niter):
+        head_A, head_B = _sums(y[:, :, :n])
+        tail_A, tail_B = _sums(y[:, :, n:])
+        A, B = state.sums[2 * k] + head_A, state.sums[2 * k + 1] + head_B
+        sums += [A, B]
         v = (y.real.square() + y.imag.square()).mean(1)  # (J, N, F)
-        outer = torch.einsum("jcnf,jdnf->jnfcd", y, y.conj())  # (J, N, F, C, C)
-        A = state.sums[2 * k] + outer.sum(1)
-        B = state.sums[2 * k + 1] + v.sum(1)
-        sums += [state.sums[2 * k] + outer[:, :n].sum(1), state.sums[2 * k + 1] + v[:, :n].sum(1)]
-        inv_s2 = 1.0 / (scale * scale)
-        R = (A * inv_s2) / (eps + B * inv_s2)[..., None, None]  # (J, F, C, C)
-        vs = v * inv_s2
-        C = mix.shape[0]
-        eye = torch.eye(C, dtype=mix.dtype)
-        sigma = eps**0.5 * eye + torch.einsum("jnf,jfcd->nfcd", vs.to(mix.dtype), R)
-        z = torch.linalg.solve(sigma, (mix / scale).permute(1, 2, 0))  # (N, F, C)
-        y = (vs * scale)[:, None] * torch.einsum("jfcd,nfd->jcnf", R, z)
-    return y[:, :, :n], GridState(
-        state.window, tuple(sums), torch.maximum(state.peak, mix[:, :n].abs().max())
+        y = _em_step(v, A + tail_A, B + tail_B, mix, scale, settings.eps)
+    new_peak = torch.maximum(state.peak, mix[:, :n].abs().max())
+    return y[:, :, :n], GridState(state.window, tuple(sums), new_peak)
+
+
+def _sums(y: Tensor) -> tuple[Tensor, Tensor]:
+    """``Σ_n y yᴴ (J, F, C, C)`` and ``Σ_n v (J, F)`` of ``y (J, C, N, F)``."""
+    power = y.real.square() + y.imag.square()  # (J, C, N, F)
+    B = power.mean(1).sum(1)
+    if y.shape[1] != 2:
+        return torch.einsum("jcnf,jdnf->jfcd", y, y.conj()), B
+    p0, p1 = power[:, 0].sum(1), power[:, 1].sum(1)
+    c01 = (y[:, 0] * y[:, 1].conj()).sum(1)
+    zero = torch.zeros_like(p0)
+    A = torch.stack(
+        [
+            torch.stack([torch.complex(p0, zero), c01], -1),
+            torch.stack([c01.conj(), torch.complex(p1, zero)], -1),
+        ],
+        -2,
     )
+    return A, B
+
+
+def _em_step(v: Tensor, A: Tensor, B: Tensor, mix: Tensor, scale: Tensor, eps: float) -> Tensor:
+    """``y_j = v_j R_j Σ_x⁻¹ x`` with ``R_j = A_j / (eps + B_j)`` (all scaled by ``scale``).
+
+    Args:
+        v: ``(J, N, F)``; A: ``(J, F, C, C)``; B: ``(J, F)``; mix: ``(C, N, F)``.
+    """
+    inv_s2 = 1.0 / (scale * scale)
+    R = (A * inv_s2) / (eps + B * inv_s2)[..., None, None]  # (J, F, C, C)
+    vs = v * inv_s2
+    x = mix / scale
+    if mix.shape[0] != 2:
+        eye = torch.eye(mix.shape[0], dtype=mix.dtype)
+        sigma = eps**0.5 * eye + torch.einsum("jnf,jfcd->nfcd", vs.to(mix.dtype), R)
+        z = torch.linalg.solve(sigma, x.permute(1, 2, 0))  # (N, F, C)
+        return (vs * scale)[:, None] * torch.einsum("jfcd,nfd->jcnf", R, z)
+    r00, r11, r01 = R[..., 0, 0].real[:, None], R[..., 1, 1].real[:, None], R[..., 0, 1][:, None]
+    s00 = eps**0.5 + (vs * r00).sum(0)  # Σ_x (N, F): two real diagonals, one complex entry
+    s11 = eps**0.5 + (vs * r11).sum(0)
+    s01 = torch.complex((vs * r01.real).sum(0), (vs * r01.imag).sum(0))
+    inv_det = 1.0 / (s00 * s11 - (s01.real.square() + s01.imag.square()))
+    z0 = (s11 * x[0] - s01 * x[1]) * inv_det
+    z1 = (s00 * x[1] - s01.conj() * x[0]) * inv_det
+    w = vs * scale
+    return torch.stack([w * (r00 * z0 + r01 * z1), w * (r01.conj() * z0 + r11 * z1)], 1)
