@@ -118,12 +118,12 @@ def residual_of(
 
 
 def _amplitudes(
-    spectrograms: Tensor, mix: Tensor, softmask: bool, residual: bool, eps: float
+    spectrograms: Tensor, mix: Tensor, mag: Tensor, softmask: bool, residual: bool, eps: float
 ) -> tuple[Tensor, Tensor]:
     """Initial estimates as real amplitudes times a complex carrier: ``y_j = a_j · u``.
 
     Without ``softmask`` the carrier is the mixture phase and ``a_j = V_j``; with it, the
-    carrier is the mixture and ``a_j = V_j / (eps + Σ V)``. The residual has the same form
+    carrier is the mixture and ``a_j = V_j / (eps + Σ V)``. ``mag`` is ``|mix|``. The residual has the same form
     (``|x| − Σ V`` or ``1 − Σ a``), so the EM statistics follow without complex products.
 
     Returns:
@@ -136,7 +136,6 @@ def _amplitudes(
         carrier = mix
         rest = residual_of(1.0, a)
     else:
-        mag = mix.abs()
         # unit phasor of the mixture; angle 0 where the mixture bin is exactly zero
         carrier = torch.where(mag > 0, mix / mag.clamp_min(torch.finfo(mag.dtype).tiny), 1.0)
         a = V
@@ -201,6 +200,7 @@ def wiener_groups(
     mix: Tensor,
     settings: WienerSettings = DEFAULT_WIENER,
     group: int | None = None,
+    magnitude: Tensor | None = None,
 ) -> Iterator[tuple[int, Tensor]]:
     """:func:`wiener_sources` of one window, yielded in groups of consecutive frames.
 
@@ -212,16 +212,19 @@ def wiener_groups(
     Args:
         spectrograms, mix, settings: as for :func:`wiener_sources`.
         group: frames per group (Default: the whole window in one).
+        magnitude: ``|mix|`` ``(nb_channels, nb_frames, nb_bins)`` if the caller has it
+            (e.g. :func:`unmix.transforms.magnitude`, the same values), else computed here.
 
     Yields:
         ``(first frame, complex estimates (nb_sources [+ 1], nb_channels, n, nb_bins))``.
     """
     niter, scale_factor, eps = settings.niter, settings.scale_factor, settings.eps
-    a, carrier = _amplitudes(spectrograms, mix, settings.softmask, settings.residual, eps)
+    mag = mix.abs() if magnitude is None else magnitude
+    a, carrier = _amplitudes(spectrograms, mix, mag, settings.softmask, settings.residual, eps)
     if niter == 0:
         yield 0, a * carrier
         return
-    scale = torch.clamp(mix.abs().max() / scale_factor, min=1.0)
+    scale = torch.clamp(mag.max() / scale_factor, min=1.0)
     if mix.shape[0] != 2:
         yield 0, em_sources(a * carrier / scale, mix / scale, niter, eps=eps) * scale
         return

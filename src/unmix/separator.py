@@ -144,8 +144,11 @@ class Separator(nn.Module):
         if audio.shape[1] not in (1, 2):
             raise ValueError(f"audio must have 1 or 2 channels, got {audio.shape[1]}")
         mix_stft = self.stft(audio)  # (S, C, F, N) complex
-        V = self.source_magnitudes(magnitude(mix_stft, mono=self.config.nb_channels == 1))
+        X = magnitude(mix_stft, mono=self.config.nb_channels == 1)
+        V = self.source_magnitudes(X)
         mix = mix_stft.transpose(-1, -2)  # (S, C, N, F), a view: torch.stft stores bins last
+        # |mix| for the Wiener stage: the model input, unless that is a mono downmix
+        mag = X.transpose(-1, -2) if X.shape[1] == mix.shape[1] else None
         nb_frames = mix.shape[2]
         out = audio.new_zeros(
             audio.shape[0],
@@ -159,7 +162,11 @@ class Separator(nn.Module):
         for s in range(audio.shape[0]):
             for window in frame_windows(nb_frames, self.wiener.wiener_win_len):
                 groups = wiener_groups(
-                    V[s, :, :, window], mix[s, :, window], self.wiener, GROUP_FRAMES
+                    V[s, :, :, window],
+                    mix[s, :, window],
+                    self.wiener,
+                    GROUP_FRAMES,
+                    None if mag is None else mag[s, :, window],
                 )
                 for first, estimates in groups:  # (J', C, n, F)
                     self.istft.overlap_add(estimates, out[s], window.start + first)

@@ -52,7 +52,10 @@ def stereo_statistics_from_amplitudes(
         p1 = p1 * (carrier[1].real.square() + carrier[1].imag.square())
     cross = carrier[0] * carrier[1].conj()  # (N, F)
     prod = a0 * a1
-    c01 = torch.complex((prod * cross.real).sum(dim=1), (prod * cross.imag).sum(dim=1))
+    # contiguous real and imaginary parts: the products over sources then run vectorised
+    c01 = torch.complex(
+        (prod * cross.real.contiguous()).sum(dim=1), (prod * cross.imag.contiguous()).sum(dim=1)
+    )
     return p0, p1, c01
 
 
@@ -86,23 +89,25 @@ def stereo_em_groups(
     r00 = (p0.sum(dim=1) * norm)[:, None]
     r11 = (p1.sum(dim=1) * norm)[:, None]
     r01 = (c01 * norm)[:, None]
+    R = (r00, r11, r01, r01.conj().resolve_conj(), r01.real.contiguous(), r01.imag.contiguous())
     nb_frames = mix.shape[1]
     step = group or max(nb_frames, 1)
     for start in range(0, max(nb_frames, 1), step):  # an empty window: one empty group
         frames = slice(start, start + step)
-        yield start, _filter(v[:, frames], (r00, r11, r01), mix[:, frames], scale, eps)
+        yield start, _filter(v[:, frames], R, mix[:, frames], scale, eps)
 
 
 def _filter(
-    v: Tensor, R: tuple[Tensor, Tensor, Tensor], mix: Tensor, scale: Tensor | float, eps: float
+    v: Tensor, R: tuple[Tensor, ...], mix: Tensor, scale: Tensor | float, eps: float
 ) -> Tensor:
     """``y_j = v_j R_j Σ_x⁻¹ x`` for some frames: ``v (J, n, F)``, ``R`` = ``r00, r11, r01``
-    ``(J, 1, F)``, complex ``mix (2, n, F)`` → complex ``(J, 2, n, F)``."""
-    r00, r11, r01 = R
+    then ``r01*`` and the real and imaginary parts of ``r01``, each ``(J, 1, F)``, complex
+    ``mix (2, n, F)`` → complex ``(J, 2, n, F)``."""
+    r00, r11, r01, r10, r01_re, r01_im = R
     # mixture covariance Σ_x(n, f) = √eps·I + Σ_j v_j R_j
     s00 = eps**0.5 + (v * r00).sum(dim=0)
     s11 = eps**0.5 + (v * r11).sum(dim=0)
-    s01 = torch.complex((v * r01.real).sum(dim=0), (v * r01.imag).sum(dim=0))
+    s01 = torch.complex((v * r01_re).sum(dim=0), (v * r01_im).sum(dim=0))
     # Σ_x⁻¹ (x / scale)
     inv_det = (1.0 / scale) / (s00 * s11 - (s01.real.square() + s01.imag.square()))
     x0, x1 = mix[0], mix[1]
@@ -111,9 +116,7 @@ def _filter(
     v = v * scale
     out = torch.empty((v.shape[0], 2, *v.shape[1:]), dtype=mix.dtype, device=mix.device)
     # y_c = v · (R_c0 z0 + R_c1 z1), built in place in the output (no temporaries)
-    for c, (diag, z_diag, cross, z_cross) in enumerate(
-        [(r00, z0, r01, z1), (r11, z1, r01.conj(), z0)]
-    ):
+    for c, (diag, z_diag, cross, z_cross) in enumerate([(r00, z0, r01, z1), (r11, z1, r10, z0)]):
         y = out[:, c]
         torch.mul(cross, z_cross, out=y)
         y.addcmul_(diag, z_diag)

@@ -129,7 +129,8 @@ class OpenUnmix(nn.Module):
         y = torch.relu(self.bn2(self.fc2(skip.reshape(-1, width))))
         y = self.bn3(self.fc3(y))
         y = y.reshape(nb_frames, nb_samples, nb_channels, self.nb_output_bins)
-        return torch.relu(y * self.output_scale + self.output_mean)
+        y = y * self.output_scale
+        return torch.relu_(y.add_(self.output_mean))  # in place: no more large temporaries
 
     def step(
         self, x: Tensor, state: tuple[Tensor, Tensor] | None
@@ -164,7 +165,7 @@ class OpenUnmix(nn.Module):
             target magnitude, same shape as ``x``.
         """
         x = x.permute(3, 0, 1, 2)  # (N, S, C, F)
-        mix = x.detach().clone()
+        mix = x.detach()  # no copy: nothing here writes into x
         mask = self.decode(self.skip(self.encode(x)), x.shape[2])
         return (mask * mix).permute(1, 2, 3, 0)
 
