@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,27 +61,29 @@ def separate_as_the_cli(separator, audio: np.ndarray, batch_size: int | None = N
 def run_model(name: str, source: str | Path, audio: np.ndarray, args, tmp: Path) -> list[str]:
     torch.set_num_threads(args.threads)
     torch_sep = load_separator(source, wiener=WienerSettings(niter=1), device="cpu")
-    runners = {"torch": (torch_sep, None)}
+    runners = {"torch": (lambda: torch_sep, None)}
     for quant in ("none", "int8"):
         path = tmp / f"{name}-{quant}.onnx"
         started = time.perf_counter()
         export_onnx(torch_sep, path, quantize=quant)
         print(f"{name}: export {quant} {time.perf_counter() - started:.1f} s", file=sys.stderr)
         label = "onnxruntime float32" if quant == "none" else "onnxruntime int8"
-        # as `unmix separate --model FILE.onnx --threads N` opens it
-        graph = load_onnx_separator(path)
-        runners[label] = (graph, None)
+        # opened as `unmix separate --model FILE.onnx --threads N` opens it, for each run
+        # (one graph in memory at a time: each keeps its memory arena)
+        runners[label] = (partial(load_onnx_separator, path), None)
         if args.threads > 1 and args.intra_op:  # the previous default: intra-op threads only
-            runners[f"{label}, intra-op only"] = (graph, 1)
+            runners[f"{label}, intra-op only"] = (partial(load_onnx_separator, path), 1)
     wall: dict[str, list[float]] = {k: [] for k in runners}
     cpu: dict[str, list[float]] = {k: [] for k in runners}
     outputs: dict[str, np.ndarray] = {}
     for _ in range(args.repeats):
-        for label, (sep, batch_size) in runners.items():
+        for label, (open_separator, batch_size) in runners.items():
+            sep = open_separator()  # not timed
             started, cpu_started = time.perf_counter(), time.process_time()
             outputs[label] = separate_as_the_cli(sep, audio, batch_size)
             wall[label].append(time.perf_counter() - started)
             cpu[label].append(time.process_time() - cpu_started)
+            del sep
             print(f"{name} {label}: {wall[label][-1]:.1f} s", file=sys.stderr)
     for label in runners:
         if label.endswith("intra-op only"):
