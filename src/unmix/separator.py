@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .errors import UnmixError
 from .filtering import DEFAULT_WIENER, WienerSettings, frame_windows, wiener_groups
+from .heap import keep_freed_memory
 from .models.contract import SeparationModel
 from .precision import DEFAULT_PRECISION, Precision, network_precision, parse_precision
 from .shifts import average_shifted, check_shifts, shift_offsets
@@ -132,6 +133,7 @@ class Separator(nn.Module):
             raise ValueError(
                 f"audio must be (nb_samples, nb_channels, nb_timesteps), got {tuple(audio.shape)}"
             )
+        keep_freed_memory()  # its large temporaries are reused, not faulted in again
         if self.shifts == 1:
             return self.separate_once(audio)
         return average_shifted(self.separate_once, audio, self.shift_offsets)
