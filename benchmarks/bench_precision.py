@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sep_common
 from tests.helpers import randomize
 
 import sep_common as common
+from precision_split import STAGES, split
 from unmix import audio as audio_io
 from unmix.api import separate_array, separate_file
 from unmix.config import CONFIGS
@@ -141,6 +142,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--split-repeats", type=int, default=3, help="runs of the stage split (0: none)"
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -154,7 +158,7 @@ def main() -> None:
         f"file to float WAV stems, {args.repeats} interleaved runs per case (medians)\n"
     )
     example, example_rate = audio_io.read(EXAMPLE)
-    rows, quality = [], []
+    rows, quality, splits = [], [], {}
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         wav = common.write_music(Path(tmp) / "music.wav", args.seconds)
         music, rate = audio_io.read(wav)
@@ -165,6 +169,9 @@ def main() -> None:
                 on_example = stems_sdr(seps, example, example_rate)
             for p in precisions[1:]:
                 quality.append((name, p, on_music[p], on_example[p]))
+            if name == args.models[0] and args.split_repeats and device.type == "cpu":
+                with common.threads(1):
+                    splits = {p: split(sep, wav, args.split_repeats) for p, sep in seps.items()}
             for n in args.threads:
                 with common.threads(n):
                     runs = time_files(seps, wav, Path(tmp), args.repeats)
@@ -186,6 +193,27 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, p, on_music, on_example in quality:
         print(f"| {name} | {p} | {fmt_sdr(on_music)} | {fmt_sdr(on_example)} |")
+    if splits:
+        print_split(args.models[0], splits)
+
+
+def print_split(name: str, splits: dict[str, dict[str, float]]) -> None:
+    """The stage table (thread CPU seconds, one thread) and what it implies for the ratio."""
+    print(f"\nWhere the time goes ({name}, one thread, thread CPU seconds, medians):\n")
+    print(f"| precision | {' | '.join(STAGES)} | total | outside the networks |")
+    print("|---|" + "---|" * (len(STAGES) + 2))
+    for p, stages in splits.items():
+        total = sum(stages.values())
+        cells = " | ".join(f"{stages[s]:.3f}" for s in STAGES)
+        print(f"| {p} | {cells} | {total:.3f} | {total - stages['networks']:.3f} |")
+    base = splits["fp32"]
+    for p, stages in list(splits.items())[1:]:
+        rest = sum(stages.values()) - stages["networks"]
+        print(
+            f"\n{p}: networks {base['networks'] / stages['networks']:.2f}× faster, whole "
+            f"{sum(base.values()) / sum(stages.values()):.2f}×; with the networks taking no "
+            f"time at all the whole could not pass {sum(base.values()) / rest:.1f}×"
+        )
 
 
 if __name__ == "__main__":

@@ -147,21 +147,31 @@ class Separator(nn.Module):
             raise ValueError(f"audio must have 1 or 2 channels, got {audio.shape[1]}")
         mix_stft = self.stft(audio)  # (S, C, F, N) complex
         X = magnitude(mix_stft, mono=self.config.nb_channels == 1)
-        V = self.source_magnitudes(X)
+        return self.wiener_istft(self.source_magnitudes(X), mix_stft, X, audio.shape[-1])
+
+    def wiener_istft(self, V: Tensor, mix_stft: Tensor, X: Tensor, length: int) -> Tensor:
+        """The stems from the model magnitudes: Wiener filter, then inverse STFT.
+
+        Args:
+            V: model magnitudes ``(S, J, C_model, N, F)`` (:meth:`source_magnitudes`).
+            mix_stft: complex mixture STFT ``(S, C, F, N)``.
+            X: the model input ``magnitude(mix_stft)`` ``(S, C_model, F, N)``.
+            length: samples of the stems.
+
+        Returns:
+            stems ``(S, J', C, length)``.
+        """
         mix = mix_stft.transpose(-1, -2)  # (S, C, N, F), a view: torch.stft stores bins last
         # |mix| for the Wiener stage: the model input, unless that is a mono downmix
         mag = X.transpose(-1, -2) if X.shape[1] == mix.shape[1] else None
-        nb_frames = mix.shape[2]
-        out = audio.new_zeros(
-            audio.shape[0],
-            len(self.output_names),
-            audio.shape[1],
-            self.istft.padded_length(nb_frames),
+        nb_samples, nb_channels, nb_frames = mix.shape[:3]
+        out = mix.real.new_zeros(
+            nb_samples, len(self.output_names), nb_channels, self.istft.padded_length(nb_frames)
         )
         # Wiener-filter and invert one window at a time, and within it (stereo) a few frames
         # at a time: only the accumulator (S, J', C, T) and the current group's estimates
         # are held, and the group is inverted while it is still in the cache
-        for s in range(audio.shape[0]):
+        for s in range(nb_samples):
             for window in frame_windows(nb_frames, self.wiener.wiener_win_len):
                 groups = wiener_groups(
                     V[s, :, :, window],
@@ -172,7 +182,7 @@ class Separator(nn.Module):
                 )
                 for first, estimates in groups:  # (J', C, n, F)
                     self.istft.overlap_add(estimates, out[s], window.start + first)
-        return self.istft.normalize(out, nb_frames, audio.shape[-1])
+        return self.istft.normalize(out, nb_frames, length)
 
     def source_magnitudes(self, X: Tensor) -> Tensor:
         """Model magnitudes for all targets, sources-first for the Wiener stage.
