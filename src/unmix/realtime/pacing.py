@@ -15,7 +15,10 @@ report's lateness figures describe (an overrun is a response longer than ``N·d`
 **wake-up** ``s_i − a_i`` is how late the work started (the thread's wake-up jitter, or a
 backlog). A late block delays the ones after it (nothing is dropped, since every sample is
 written), so one stall can make several overruns in a row; ``slow_blocks`` counts the blocks
-whose own compute took longer than ``d``, backlog aside.
+whose own compute took longer than ``d``, backlog aside, and ``slow_blocks_off_cpu`` those
+of them during which the thread's own CPU clock advanced less than half the wall time: the
+time went elsewhere (on a virtual machine, mostly the host's steal, which the report gives
+for the whole run as ``steal_ms``; docs/realtime.md, "What the stalls are").
 
 Deadlines are absolute (computed from ``t0``, never from the previous wake-up, so the
 schedule does not drift), and the wait before each arrival sleeps until ``spin`` seconds
