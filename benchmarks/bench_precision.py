@@ -7,9 +7,11 @@ float WAV stems: what ``unmix separate`` does), the precisions taking turns (fp3
 fp32, bf16, ...) so that a drifting machine hits both alike. It prints, as markdown, the
 median wall time, the speed-up against fp32 measured pair by pair (median of the pairs),
 the share of time inside the networks, and the SDR of each target's stem against the
-fp32 stem (in-memory separation of the same music, and of the bundled example clip).
+fp32 stem (in-memory separation of the same music, and of the bundled example clip), and
+where the time of one separation goes, stage by stage (``precision_split.py``).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py              # ~2.5 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py              # ~2 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --threads 1  # ~70 s
     python benchmarks/bench_precision.py --threads 1 2 --repeats 5
 
 Two-thread figures need two idle cores: on a shared machine they mostly measure the
