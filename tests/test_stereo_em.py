@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+import unmix.separator as separator_module
+from unmix.config import CONFIGS
 from unmix.filtering import WienerSettings, wiener_groups, wiener_sources
+from unmix.models.umx import UMX, OpenUnmix
+from unmix.separator import Separator
+from unmix.stereo_em import GROUP_FRAMES
 from unmix.transforms import ISTFT, STFT
 
 
@@ -61,3 +66,24 @@ def test_overlap_add_in_groups_is_the_istft(n_fft, n_hop, group):
     got = istft.normalize(out, nb_frames, audio.shape[-1])
     torch.testing.assert_close(got, istft(spec, length=700), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(got, audio, atol=1e-5, rtol=1e-5)
+
+
+def test_the_separator_filters_in_groups_on_cpu_with_the_same_stems(monkeypatch):
+    cfg = CONFIGS["umxhq"].with_(hidden_size=8)
+    torch.manual_seed(0)
+    sep = Separator(UMX({t: OpenUnmix.from_config(cfg) for t in cfg.targets}), cfg).freeze()
+    audio = torch.randn(1, 2, 44100, generator=torch.Generator().manual_seed(3))
+    seen = []
+    real = separator_module.wiener_groups
+
+    def spy(*args, **kwargs):
+        seen.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(separator_module, "wiener_groups", spy)
+    with torch.inference_mode():
+        grouped = sep(audio)
+        monkeypatch.setattr(separator_module, "GROUP_FRAMES", None)
+        whole = sep(audio)
+    assert seen == [GROUP_FRAMES, None]  # 44 frames: one Wiener window each time
+    torch.testing.assert_close(grouped, whole, atol=1e-6 * whole.abs().max().item(), rtol=0)

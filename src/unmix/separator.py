@@ -168,16 +168,18 @@ class Separator(nn.Module):
         out = mix.real.new_zeros(
             nb_samples, len(self.output_names), nb_channels, self.istft.padded_length(nb_frames)
         )
-        # Wiener-filter and invert one window at a time, and within it (stereo) a few frames
-        # at a time: only the accumulator (S, J', C, T) and the current group's estimates
-        # are held, and the group is inverted while it is still in the cache
+        # Wiener-filter and invert one window at a time, and within it (stereo, CPU) a few
+        # frames at a time: only the accumulator (S, J', C, T) and the current group's
+        # estimates are held, and the group is inverted while it is still in the cache (a
+        # GPU takes whole windows: fewer, larger kernels)
+        group = GROUP_FRAMES if mix.device.type == "cpu" else None
         for s in range(nb_samples):
             for window in frame_windows(nb_frames, self.wiener.wiener_win_len):
                 groups = wiener_groups(
                     V[s, :, :, window],
                     mix[s, :, window],
                     self.wiener,
-                    GROUP_FRAMES,
+                    group,
                     None if mag is None else mag[s, :, window],
                 )
                 for first, estimates in groups:  # (J', C, n, F)

@@ -21,9 +21,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-#: frames per group of :func:`stereo_em_groups` in the separator: the group's estimates
-#: and their inverse FFT (4 sources, stereo, 4096-point frames: about 2 MiB) stay in the
-#: cache of one core
+#: frames per group of :func:`stereo_em_groups` in the separator on a CPU: the group's
+#: estimates and their inverse FFT (4 sources, stereo, 4096-point frames: about 2 MiB)
+#: stay in the cache of one core (a GPU takes whole windows)
 GROUP_FRAMES = 16
 
 
