@@ -11,8 +11,10 @@ import pytest
 
 from unmix import audio as audio_io
 from unmix.cli import main
+from unmix.commands.stream import _summary_line
 from unmix.hub.loading import save_model
 from unmix.realtime import StreamSeparator
+from unmix.realtime.pacing import Pacer, stream_report
 
 from .common import music_like, run_stream, tiny_separator
 
@@ -208,3 +210,18 @@ def test_bad_buffer_blocks_are_one_line(
     # refused before the model is looked up, in one line, nothing written
     assert code == 1 and "\n" not in err and "--buffer-blocks must be" in err and bad in err
     assert not (tmp_path / "song").exists()
+
+
+@pytest.mark.parametrize("buffers", [1, 2])
+def test_summary_line_says_what_an_overrun_is_and_where_stalls_went(buffers: int) -> None:
+    pacer = Pacer(0.01, realtime=True, buffer_blocks=buffers)
+    pacer.compute, pacer.cpu = [0.002, 0.03, 0.03], [0.002, 0.029, 0.001]
+    pacer.response, pacer.wake, pacer.steal = [0.002, 0.03, 0.05], [0.0, 0.0, 0.02], 0.04
+    line = _summary_line(stream_report(pacer, 2047, 441, 44100, {}))
+    due = "the next block was due, 1 block(s)" if buffers == 1 else "its deadline was due, 2"
+    assert f"overruns (work ending after {due}" in line
+    assert line.endswith(
+        "2 blocks computed longer than a block (1 of them mostly off the CPU); "
+        "the host stole 40 ms of CPU time"
+    )
+    assert "\n" not in line

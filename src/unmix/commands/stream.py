@@ -257,21 +257,21 @@ def _summary_line(report: dict[str, object]) -> str:
     )
     if report["overruns"] is not None:
         line += f"; {report['overruns']} overruns"
+    if report["realtime"]:
+        due = "the next block" if report["buffer_blocks"] == 1 else "its deadline"
+        line += (
+            f" (work ending after {due} was due, {report['buffer_blocks']} block(s) after its "
+            f"arrival); response p99 {report['response_p99_ms']:.2f} ms, max "
+            f"{report['response_max_ms']:.2f} ms; wake-up p99 {report['wake_p99_ms']:.2f} ms; "
+            f"{report['input_waits']} input waits; priority {report['priority']}"
+        )
     if report["slow_blocks"]:
         line += (
             f"; {report['slow_blocks']} blocks computed longer than a block "
             f"({report['slow_blocks_off_cpu']} of them mostly off the CPU)"
         )
-    if report["realtime"]:
-        line += (
-            f" (work ending after the next block was due); response p99 "
-            f"{report['response_p99_ms']:.2f} ms, max {report['response_max_ms']:.2f} ms; "
-            f"wake-up p99 {report['wake_p99_ms']:.2f} ms; {report['input_waits']} input waits; "
-            f"priority {report['priority']}"
-        )
-        if report["steal_ms"]:
-            line += f"; the host stole {report['steal_ms']:.0f} ms of CPU time"
-
+    if report.get("steal_ms"):
+        line += f"; the host stole {report['steal_ms']:.0f} ms of CPU time"
     return line
 
 
