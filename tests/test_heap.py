@@ -86,3 +86,17 @@ def test_the_separator_sets_it(monkeypatch):
         stems = sep(torch.zeros(1, 2, 8192))
     assert seen == [1]
     assert stems.shape == (1, 4, 2, 8192)
+
+
+def test_the_environment_can_turn_it_off(fresh, monkeypatch):
+    class Glibc:
+        gnu_get_libc_version = object()
+
+        @staticmethod
+        def mallopt(param, value):
+            raise AssertionError("must not be called with UNMIX_KEEP_FREED_MEMORY=0")
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Glibc())
+    monkeypatch.setenv("UNMIX_KEEP_FREED_MEMORY", "0")
+    assert heap.keep_freed_memory() is False

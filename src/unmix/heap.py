@@ -9,12 +9,15 @@ next one of the same size is faulted in again page by page, zeroed by the kernel
 there for the next one. The peak is unchanged (the same temporaries exist at once); the
 resident size no longer drops between segments (measured: +60 MiB on a 30-s song).
 
-Only glibc has these knobs; elsewhere (macOS, Windows, musl) nothing changes.
+Only glibc has these knobs; elsewhere (macOS, Windows, musl) nothing changes. It is a
+setting of the whole process: a program that embeds unmix and wants glibc's defaults sets
+``UNMIX_KEEP_FREED_MEMORY=0`` in the environment before the first separation.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 #: ``mallopt`` parameters (glibc ``malloc.h``)
@@ -25,6 +28,9 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 #: free memory at the top of the heap is returned only beyond this
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
+#: the environment variable that turns the setting off (``0``)
+OPT_OUT = "UNMIX_KEEP_FREED_MEMORY"
+
 _done: bool | None = None
 
 
@@ -32,11 +38,12 @@ def keep_freed_memory() -> bool:
     """Set glibc's allocator to keep freed blocks for reuse, once per process.
 
     Returns:
-        whether the setting is in effect (``False`` without glibc).
+        whether the setting is in effect (``False`` without glibc, or with
+        ``UNMIX_KEEP_FREED_MEMORY=0``).
     """
     global _done
     if _done is None:
-        _done = _mallopt()
+        _done = os.environ.get(OPT_OUT, "1").strip() != "0" and _mallopt()
     return _done
 
 
