@@ -27,8 +27,10 @@ EPILOG = """\
 modes:
   causal (default): a unidirectional model (umx-rt-preview) runs frame by frame; latency
     n_fft - 1 samples (46 ms for umx-rt-preview), plus your audio device's buffer.
-  --lookahead SEC: any model (umxhq, umxl, ...) separates windows of past context + a chunk
-    + SEC of lookahead; latency = chunk + lookahead.
+  --lookahead SEC: any model (umxhq, umxl, ...) separates a chunk at a time, seeing SEC of
+    future audio; latency = chunk + lookahead. A bidirectional UMX carries its forward
+    LSTM states and the Wiener statistics from chunk to chunk (1 s: >= 20 dB from offline);
+    other models, or --context, separate windows of past context + chunk + lookahead.
 
 output:
   OUT/<input name>/<target>.<ext>, shifted back by the latency so that the stems line up
@@ -118,8 +120,9 @@ def _stream_options(s: argparse._ArgumentGroup) -> None:
         type=float,
         default=None,
         metavar="SEC",
-        help="lookahead mode: seconds of past context per window (default: the lookahead, "
-        "at least one chunk; more costs more and is closer to offline, docs/realtime.md)",
+        help="lookahead mode: separate windows with SEC of past context instead of carrying "
+        "state (default: a bidirectional UMX carries its state; other models take the "
+        "lookahead, at least one chunk; docs/realtime.md)",
     )
     s.add_argument(
         "--precision",
