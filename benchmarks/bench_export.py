@@ -5,10 +5,10 @@ separated at the model rate through the same engine, driven as ``unmix separate`
 (60-s segments, cross-faded; the automatic batch size), by the torch
 :class:`~unmix.separator.Separator` and by the exported graph opened as ``unmix separate
 --model FILE.onnx`` opens it (:func:`~unmix.export.load_onnx_separator`), with the same
-thread count in all for torch and onnxruntime. With ``--threads N >= 2`` the graph runs
-``N`` segments side by side, one thread each (the last, shorter segment on all ``N``);
-``--intra-op`` adds rows for one segment at a time on ``N`` intra-op threads (the previous
-default; its stems are checked to be bit-identical). Runs alternate (torch, float32, int8, torch, ...); medians of wall
+thread count in all for torch and onnxruntime. The graph runs one segment at a time on
+``N`` intra-op threads (the default); with ``--threads N >= 2``, ``--side-by-side`` adds rows
+for ``--batch-size N``: ``N`` segments side by side, one thread each (the last, shorter
+segment on all ``N``; its stems are checked to be bit-identical). Runs alternate (torch, float32, int8, torch, ...); medians of wall
 time and of process CPU time are reported (on a shared machine the CPU time is the steadier
 of the two). Quality: SDR of each ONNX output against the torch output on the whole file;
 the int8 row's SDR is its cost against float32.
@@ -18,7 +18,7 @@ weights (the test suite's scaled weights, so that every layer shapes the output)
 
     python benchmarks/bench_export.py                   # 1 thread, both models: ~3 min
     python benchmarks/bench_export.py --threads 2       # the same on two threads
-    python benchmarks/bench_export.py --threads 2 --intra-op --models umxhq-size
+    python benchmarks/bench_export.py --threads 2 --side-by-side --models umxhq-size
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ def run_model(name: str, source: str | Path, audio: np.ndarray, args, tmp: Path)
         # opened as `unmix separate --model FILE.onnx --threads N` opens it, for each run
         # (one graph in memory at a time: each keeps its memory arena)
         runners[label] = (partial(load_onnx_separator, path), None)
-        if args.threads > 1 and args.intra_op:  # the previous default: intra-op threads only
-            runners[f"{label}, intra-op only"] = (partial(load_onnx_separator, path), 1)
+        if args.threads > 1 and args.side_by_side:  # --batch-size N: N segments at a time
+            runners[f"{label}, side by side"] = (
+                partial(load_onnx_separator, path), args.threads,
+            )  # fmt: skip
     wall: dict[str, list[float]] = {k: [] for k in runners}
     cpu: dict[str, list[float]] = {k: [] for k in runners}
     outputs: dict[str, np.ndarray] = {}
@@ -86,9 +88,9 @@ def run_model(name: str, source: str | Path, audio: np.ndarray, args, tmp: Path)
             del sep
             print(f"{name} {label}: {wall[label][-1]:.1f} s", file=sys.stderr)
     for label in runners:
-        if label.endswith("intra-op only"):
+        if label.endswith("side by side"):
             same = np.array_equal(outputs[label], outputs[label.split(",")[0]])
-            print(f"{name} {label}: stems bit-identical to side by side: {same}", file=sys.stderr)
+            print(f"{name} {label}: stems bit-identical to one at a time: {same}", file=sys.stderr)
     base, base_cpu = statistics.median(wall["torch"]), statistics.median(cpu["torch"])
     rows = []
     for label in runners:
@@ -109,9 +111,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["umxhq-size", "umx-preview"])
     parser.add_argument(
-        "--intra-op", action="store_true",
-        help="with --threads N >= 2, also time the graphs one segment at a time on N "
-        "intra-op threads (the default before segments ran side by side)",
+        "--side-by-side", action="store_true",
+        help="with --threads N >= 2, also time the graphs with --batch-size N (N segments "
+        "side by side, one thread each)",
     )  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()

@@ -63,7 +63,9 @@ def test_threads_reach_the_graph_and_the_engine_batch(graph):
     assert (one.graph.threads, one.parallel_segments) == (1, 1)
     assert (two.graph.threads, two.parallel_segments) == (2, 2)
     plan = plan_segments(two, 1.0, 0.25)
-    assert auto_batch_size(one, plan) == 1 and auto_batch_size(two, plan) == 2
+    # side by side only when asked (--batch-size): it holds N segments' memory
+    assert auto_batch_size(one, plan) == 1 and auto_batch_size(two, plan) == 1
+    assert two.graph._narrow is None  # no second session until segments run side by side
 
 
 def test_segments_side_by_side_equal_one_at_a_time(graph, monkeypatch):
@@ -82,7 +84,7 @@ def test_segments_side_by_side_equal_one_at_a_time(graph, monkeypatch):
         return run(session, mixture)
 
     monkeypatch.setattr(two.graph, "_run", spy)
-    with Batcher(two, auto_batch_size(two, plan)) as batcher:
+    with Batcher(two, two.parallel_segments) as batcher:
         stream = batcher.stream(plan)
         parts = [*stream.push(audio[:, :30000]), *stream.push(audio[:, 30000:])]
         parts += stream.finish()
@@ -111,16 +113,18 @@ def test_cli_threads_do_not_change_the_stems(capsys, graph, tmp_path):
     source = tmp_path / "mix.wav"
     sf.write(source, audio.T, STEREO.sample_rate, subtype="FLOAT")
     outputs = {}
-    for threads in (1, 2):
-        out = tmp_path / f"t{threads}"
+    for threads, batch in ((1, 1), (2, 1), (2, 2)):  # --batch-size 2: side by side
+        out = tmp_path / f"t{threads}b{batch}"
         argv = ["separate", str(source), "--model", str(graph), "--threads", str(threads)]
+        argv += ["--batch-size", str(batch)]
         code = main([*argv, "--segment", "1", "--overlap", "0.25", "-o", str(out)])
         _, err = capsys.readouterr()
         assert code == 0, err
-        outputs[threads] = {
+        outputs[threads, batch] = {
             p.name: sf.read(p, dtype="float32")[0] for p in sorted(out.rglob("*.wav"))
         }
-    assert sorted(outputs[1]) == ["other.wav", "vocals.wav"]
-    for name, stem in outputs[1].items():
+    assert sorted(outputs[1, 1]) == ["other.wav", "vocals.wav"]
+    for name, stem in outputs[1, 1].items():
         assert stem.shape == audio.T.shape
-        assert np.array_equal(outputs[2][name], stem), name
+        assert np.array_equal(outputs[2, 1][name], stem), name
+        assert np.array_equal(outputs[2, 2][name], stem), name

@@ -128,14 +128,11 @@ class OnnxGraph:
         self.session = session
         self.path = path
         self.threads = max(0, threads)
-        # segments side by side: one single-threaded session called from several threads
-        # (onnxruntime's run is thread-safe and releases the GIL); the same arithmetic as the
-        # wide session, so the stems do not depend on how segments are spread over threads
-        self._narrow = (
-            _open_session(ort, data, 1, what, concurrent=True)
-            if self.parallel_segments > 1
-            else None
-        )
+        # segments side by side (opened on first use, by run_many): one single-threaded
+        # session called from several threads (onnxruntime's run is thread-safe and releases
+        # the GIL); the same arithmetic as the wide session, so the stems do not depend on
+        # how segments are spread over threads
+        self._narrow: Any = None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -167,8 +164,12 @@ class OnnxGraph:
         Several inputs run side by side, each on one thread; a single input runs on all
         threads. The stems are those of :meth:`run`, bit for bit, in input order.
         """
-        if len(mixtures) < 2 or self._narrow is None:
+        if len(mixtures) < 2 or self.parallel_segments < 2:
             return [self.run(mixture) for mixture in mixtures]
+        if self._narrow is None:  # its own arena: only where segments do run side by side
+            data = self.path.read_bytes()
+            _check_self_contained(data, str(self.path))
+            self._narrow = _open_session(import_onnxruntime(), data, 1, str(self.path), True)
         narrow = self._narrow
         workers = min(len(mixtures), self.parallel_segments)
         with ThreadPoolExecutor(workers, thread_name_prefix="unmix-onnx") as pool:
