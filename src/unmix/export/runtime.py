@@ -67,13 +67,13 @@ def _check_self_contained(data: bytes, what: str) -> None:
             )
 
 
-def _open_session(ort: Any, data: bytes, threads: int, what: str, concurrent: bool = False) -> Any:
+def _open_session(ort: Any, data: bytes, threads: int, what: str) -> Any:
     """An onnxruntime CPU session of ``data`` with ``threads`` intra-op threads.
 
-    ``concurrent``: for calls from several threads at once. onnxruntime's memory pattern
-    (one block per run, planned from the previous run of the same shape) is then off: with
-    it, runs side by side left the memory arena at 9.6 GB instead of 5.7 GB (umxhq size, two
-    60-s segments at a time), for about 10 % less CPU time.
+    The same options serve calls from several threads at once. onnxruntime's memory pattern (one block per run, planned from the previous run of the
+    same shape) is off: it raised the peak for one 60-s umxhq-size segment from 3.6 to
+    5.6 GB (and to 9.6 GB for two side by side) and paid off only from the third run of a
+    shape on (4.2 s against 4.5 s per 60 s; the first two runs were as slow or slower).
 
     Raises:
         UnmixError: onnxruntime cannot read the graph.
@@ -82,7 +82,7 @@ def _open_session(ort: Any, data: bytes, threads: int, what: str, concurrent: bo
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_mem_pattern = not concurrent
+    options.enable_mem_pattern = False
     try:  # from bytes: the runtime never opens another file
         return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own classes for every failure
@@ -169,7 +169,7 @@ class OnnxGraph:
         if self._narrow is None:  # its own arena: only where segments do run side by side
             data = self.path.read_bytes()
             _check_self_contained(data, str(self.path))
-            self._narrow = _open_session(import_onnxruntime(), data, 1, str(self.path), True)
+            self._narrow = _open_session(import_onnxruntime(), data, 1, str(self.path))
         narrow = self._narrow
         workers = min(len(mixtures), self.parallel_segments)
         with ThreadPoolExecutor(workers, thread_name_prefix="unmix-onnx") as pool:
