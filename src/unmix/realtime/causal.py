@@ -134,11 +134,26 @@ class CausalEngine:
     def _overlap_add(self, estimates: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
         """Invert ``(J', C, N, F)`` frames onto ``tail``; return N·hop finished samples."""
         nb_frames = estimates.shape[2]
-        time = torch.fft.irfft(estimates, n=self.n_fft, dim=-1) * self.window
-        acc = torch.cat([tail, tail.new_zeros(*tail.shape[:2], nb_frames * self.n_hop)], -1)
-        for n in range(nb_frames):
-            start = n * self.n_hop
-            acc[..., start : start + self.n_fft] += time[:, :, n]
-        done = acc[..., : nb_frames * self.n_hop]
+        done, tail = overlap_add_frames(estimates, tail, self.window, self.n_fft, self.n_hop)
         done = (done.reshape(*done.shape[:2], nb_frames, self.n_hop) / self.envelope).flatten(2)
-        return done, acc[..., nb_frames * self.n_hop :].clone()
+        return done, tail
+
+
+def overlap_add_frames(
+    estimates: Tensor, tail: Tensor, window: Tensor, n_fft: int, n_hop: int
+) -> tuple[Tensor, Tensor]:
+    """Inverse FFT of ``estimates (J', C, N, F)`` complex frames, windowed by ``window
+    (n_fft,)`` and added onto ``tail (J', C, n_fft − n_hop)``, the sums carried from the
+    previous call.
+
+    Returns:
+        the ``N·n_hop`` samples no later frame touches (not yet divided by the window
+        envelope) ``(J', C, N·n_hop)``, and the new tail ``(J', C, n_fft − n_hop)``.
+    """
+    nb_frames = estimates.shape[2]
+    time = torch.fft.irfft(estimates, n=n_fft, dim=-1) * window
+    acc = torch.cat([tail, tail.new_zeros(*tail.shape[:2], nb_frames * n_hop)], -1)
+    for n in range(nb_frames):
+        start = n * n_hop
+        acc[..., start : start + n_fft] += time[:, :, n]
+    return acc[..., : nb_frames * n_hop], acc[..., nb_frames * n_hop :].clone()

@@ -28,6 +28,7 @@ from ..models.umx import UMX
 from ..separator import Separator
 from ..transforms import magnitude
 from .carried import CarriedBLSTM, LayerStates
+from .causal import overlap_add_frames
 from .grid_wiener import GridState, grid_wiener, initial_grid
 
 
@@ -150,15 +151,10 @@ class CarriedLookaheadEngine:
     def _overlap_add(self, estimates: Tensor, tail: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
         """Invert ``(J', C, b, F)`` frames onto ``tail``; return ``b·hop`` finished samples."""
         nb_frames = estimates.shape[2]
-        time = torch.fft.irfft(estimates, n=self.n_fft, dim=-1) * self.window
-        acc = torch.cat([tail, tail.new_zeros(*tail.shape[:2], nb_frames * self.n_hop)], -1)
-        for n in range(nb_frames):
-            start = n * self.n_hop
-            acc[..., start : start + self.n_fft] += time[:, :, n]
-        done = acc[..., : nb_frames * self.n_hop]
+        done, tail = overlap_add_frames(estimates, tail, self.window, self.n_fft, self.n_hop)
         if chunk < self.partial:
             step = self.b * self.n_hop
             done = done / self.first_envelope[chunk * step : (chunk + 1) * step]
         else:
             done = (done.reshape(*done.shape[:2], nb_frames, self.n_hop) / self.envelope).flatten(2)
-        return done, acc[..., nb_frames * self.n_hop :].clone()
+        return done, tail
