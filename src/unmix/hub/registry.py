@@ -183,6 +183,12 @@ register(
     )
 )
 
+#: the licence of every model this project trained on the MUSDB18 previews
+PREVIEW_LICENCE = (
+    "weights MIT; trained on the MUSDB18 previews (non-commercial research/education terms "
+    "of MUSDB18)"
+)
+
 # Trained by this project (`unmix train`) on the MUSDB18 7-s previews; shipped in the
 # package (src/unmix/zoo/umx-preview, see its MODEL_CARD.md): a small demo model.
 register(
@@ -190,10 +196,7 @@ register(
         name="umx-preview",
         config=CONFIGS["umx"].with_(hidden_size=128),
         files=(),
-        licence=(
-            "weights MIT; trained on the MUSDB18 previews (non-commercial research/education "
-            "terms of MUSDB18)"
-        ),
+        licence=PREVIEW_LICENCE,
         description="small UMX (hidden 128) trained on the 80 MUSDB18 7-s training previews; "
         "a demo, far below umxhq",
         notice="umx-preview is trained on MUSDB18 previews: non-commercial research/education use",
@@ -210,10 +213,7 @@ register(
         name="umx-preview2",
         config=CONFIGS["umx"].with_(hidden_size=128),
         files=(),
-        licence=(
-            "weights MIT; trained on the MUSDB18 previews (non-commercial research/education "
-            "terms of MUSDB18)"
-        ),
+        licence=PREVIEW_LICENCE,
         description="umx-preview with its 'other' network fine-tuned with speed augmentation: "
         "every target at least 1 dB above mixture/4 on the validation previews; a demo",
         notice="umx-preview2 is trained on MUSDB18 previews: non-commercial research/education use",
@@ -232,10 +232,7 @@ register(
             hidden_size=128, n_fft=2048, n_hop=512, max_bin=744, unidirectional=True
         ),
         files=(),
-        licence=(
-            "weights MIT; trained on the MUSDB18 previews (non-commercial research/education "
-            "terms of MUSDB18)"
-        ),
+        licence=PREVIEW_LICENCE,
         description="small causal UMX (unidirectional, n_fft 2048, 46 ms latency) trained on "
         "the 80 MUSDB18 7-s training previews, for unmix stream; a demo",
         notice="umx-rt-preview is trained on MUSDB18 previews: non-commercial research/education use",
