@@ -151,20 +151,26 @@ class FactorisedRfft(nn.Module):
         self.register_buffer("stage1", stage1, persistent=False)
         self.register_buffer("stage2", stage2, persistent=False)
 
-    def forward(self, signal: Tensor) -> tuple[Tensor, Tensor]:
-        """``(C, L)`` with ``L ≥ n_fft`` → ``re, im`` each ``(C, N, n_fft // 2 + 1)``."""
+    def forward(self, signal: Tensor, frames_first: bool = False) -> tuple[Tensor, Tensor]:
+        """``(C, L)`` with ``L ≥ n_fft`` → ``re, im`` each ``(C, N, n_fft // 2 + 1)``, or
+        ``(N, C, n_fft // 2 + 1)`` with ``frames_first`` (the same work, another order)."""
         n1, n2, hop = self.n1, self.n2, self.n_hop
         channels, length = signal.shape
         nb_frames = 1 + (length - self.n_fft) // hop
         pieces = self.n_fft // hop
         blocks = signal[:, : (nb_frames + pieces - 1) * hop].reshape(channels, -1, hop // n2, n2)
-        blocks = blocks.permute(3, 0, 1, 2)  # (N2, C, Q, r): the one transpose at signal size
-        frames = torch.cat([blocks[:, :, a : a + nb_frames] for a in range(pieces)], dim=-1)
+        # (N2, C, Q, r) or (N2, Q, C, r): the one transpose at signal size
+        blocks = blocks.permute(3, 1, 0, 2) if frames_first else blocks.permute(3, 0, 1, 2)
+        if frames_first:
+            frames = torch.cat([blocks[:, a : a + nb_frames] for a in range(pieces)], dim=-1)
+        else:
+            frames = torch.cat([blocks[:, :, a : a + nb_frames] for a in range(pieces)], dim=-1)
         partial = torch.matmul(frames.reshape(n2, -1, n1), self.stage1)  # (N2, C·N, 2·N1)
         partial = partial.reshape(n2, -1, 2, n1).permute(2, 0, 1, 3).reshape(2 * n2, -1)
         spectrum = torch.matmul(self.stage2, partial)  # (2·K2, C·N·N1)
         spectrum = spectrum.reshape(2, -1, channels * nb_frames, n1).permute(2, 0, 1, 3)
-        spectrum = spectrum.reshape(channels, nb_frames, 2, -1)[..., : self.n_fft // 2 + 1]
+        lead = (nb_frames, channels) if frames_first else (channels, nb_frames)
+        spectrum = spectrum.reshape(*lead, 2, -1)[..., : self.n_fft // 2 + 1]
         return spectrum[:, :, 0], spectrum[:, :, 1]
 
 

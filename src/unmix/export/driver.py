@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import UnmixError
 from ..fileio import atomic_path
 from ..separator import Separator
+from .compose import chunked_graph
 from .graph import SeparationGraph
 from .metadata import INPUT_NAME, OPSET, OUTPUT_NAME, SETTING_KEYS, GraphInfo
 from .runtime import OnnxGraph, import_onnxruntime
@@ -31,6 +32,7 @@ from .runtime import OnnxGraph, import_onnxruntime
 #: (float32; measured differences are about 1e-6 of full scale)
 CHECK_TOLERANCE = 1e-3
 QUANTIZATIONS = ("none", "int8")
+LAYOUTS = ("chunked", "whole")
 #: operators whose weights ``--quantize int8`` stores as int8 (the network's matrix products)
 QUANTIZED_OPS = ["MatMul", "Gemm", "LSTM"]
 #: one int8 scale per output channel of every quantised weight (rather than per tensor)
@@ -106,11 +108,12 @@ def with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
 
 
 def _quantize_int8(data: bytes, folder: Path) -> bytes:
+    """``data`` with the network's weights dynamically quantised to int8 (DFTs excluded)."""
     import_onnxruntime()
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source, target = folder / "float.onnx", folder / "int8.onnx"
+    source, target = folder / "float-part.onnx", folder / "int8-part.onnx"
     source.write_bytes(data)
     # the DFT matrices stay float32: int8 bases would cost far more SDR than the network
     spectral = [
@@ -163,6 +166,7 @@ def export_onnx(
     nb_channels: int | None = None,
     quantize: str = "none",
     model_name: str = "",
+    layout: str = "chunked",
 ) -> float:
     """Write ``separator`` as one ONNX graph ``mixture (C, T) → stems (J', C, T)``.
 
@@ -173,6 +177,10 @@ def export_onnx(
             spectral-mono ones).
         quantize: ``"none"`` or ``"int8"`` (dynamic quantisation of the weights).
         model_name: the model's name for the metadata.
+        layout: ``"chunked"`` (the Wiener filter and ISTFT in ``Scan`` bodies over runs of
+            frames: :mod:`unmix.export.compose`) or ``"whole"`` (one traced graph of
+            :class:`SeparationGraph` over whole tensors: the same stems, more memory and
+            time; kept for comparison).
 
     Returns:
         the largest difference to the torch separator on the check signal.
@@ -181,6 +189,8 @@ def export_onnx(
         UnmixError: a part that cannot be exported (named), or a graph that does not
             reproduce the torch separator; nothing is written then.
     """
+    if layout not in LAYOUTS:
+        raise UnmixError(f"unknown graph layout {layout!r}; choose one of {LAYOUTS}")
     if quantize not in QUANTIZATIONS:
         raise UnmixError(f"unknown quantisation {quantize!r}; choose one of {QUANTIZATIONS}")
     channels = nb_channels or separator.config.nb_channels
@@ -191,12 +201,17 @@ def export_onnx(
             "by the runner), a mono model's 1 or 2"
         )
     separator = separator.cpu().eval()
-    graph = SeparationGraph(separator, channels).eval()
     info = graph_info(separator, channels, quantize)
     with tempfile.TemporaryDirectory(prefix="unmix-export-") as tmp:
-        data = _trace(graph, channels, separator.config.n_fft, Path(tmp))
-        if quantize == "int8":
-            data = _quantize_int8(data, Path(tmp))
+        folder = Path(tmp)
+        if layout == "chunked":
+            quantizer = (lambda part: _quantize_int8(part, folder)) if quantize == "int8" else None
+            data = chunked_graph(separator, channels, folder, quantizer)
+        else:
+            graph = SeparationGraph(separator, channels).eval()
+            data = _trace(graph, channels, separator.config.n_fft, folder)
+            if quantize == "int8":
+                data = _quantize_int8(data, folder)
         with atomic_path(Path(path), suffix=".onnx.part") as part:
             part.write_bytes(with_metadata(data, info.to_metadata(model_name)))
             # int8 changes the numbers on purpose: its SDR cost is measured in the benchmark

@@ -128,11 +128,16 @@ class GraphSTFT(nn.Module):
         rfft = FactorisedRfft(n_fft, n_hop, self.window) if rfft_factors(n_fft, n_hop) else None
         self.rfft = rfft
 
-    def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """``(C, T)`` audio (``T > n_fft // 2``) → ``re, im (C, N, F)``, ``N = 1 + T // n_hop``."""
+    def forward(self, audio: Tensor, frames_first: bool = False) -> tuple[Tensor, Tensor]:
+        """``(C, T)`` audio (``T > n_fft // 2``) → ``re, im (C, N, F)``, ``N = 1 + T // n_hop``
+        (``(N, C, F)`` with ``frames_first``)."""
         pad = self.n_fft // 2
         padded = functional.pad(audio[:, None], (pad, pad), mode="reflect")[:, 0]
-        return frame_spectra(padded, self.window, self.n_fft, self.n_hop, self.rfft)
+        if frames_first and self.rfft is not None:
+            re, im = self.rfft(padded, frames_first=True)
+            return re, im
+        re, im = frame_spectra(padded, self.window, self.n_fft, self.n_hop, self.rfft)
+        return (re.transpose(0, 1), im.transpose(0, 1)) if frames_first else (re, im)
 
 
 def frame_spectra(
@@ -165,19 +170,28 @@ class GraphISTFT(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.irfft = FactorisedIrfft(n_fft, n_hop, self.window) if factorise(n_fft, n_hop) else None
 
-    def forward(self, re: Tensor, im: Tensor, like: Tensor) -> Tensor:
-        """Spectrum ``re, im (B, N, F)`` → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
+    def overlap_added(self, re: Tensor, im: Tensor) -> Tensor:
+        """Spectrum ``re, im (B, N, F)`` → windowed frames overlap-added, ``(B, (N + R − 1)
+        · n_hop)`` with ``R = n_fft / n_hop``, not yet divided by Σ window² (frames are
+        independent, so runs of frames can be added up separately)."""
         batch, nb_frames = re.shape[0], re.shape[1]
         if self.irfft is None:
             frames = inverse_real_frames(re, im, self.n_fft)
-            out = overlap_add(frames * self.window, self.n_hop)
-        else:
-            n2 = self.irfft.n2
-            frames = self.irfft.transposed(re, im)  # (N2, B, N, N1)
-            out = overlap_add(frames.reshape(n2 * batch, nb_frames, -1), self.n_hop // n2)
-            out = out.reshape(n2, batch, -1).permute(1, 2, 0).reshape(batch, -1)
+            return overlap_add(frames * self.window, self.n_hop)
+        n2 = self.irfft.n2
+        frames = self.irfft.transposed(re, im)  # (N2, B, N, N1)
+        out = overlap_add(frames.reshape(n2 * batch, nb_frames, -1), self.n_hop // n2)
+        return out.reshape(n2, batch, -1).permute(1, 2, 0).reshape(batch, -1)
+
+    def normalised(self, out: Tensor, nb_frames: int, like: Tensor) -> Tensor:
+        """Overlap-added ``out (B, ≥ (N + R − 1) · n_hop)`` of ``nb_frames`` frames → ``(B, T)``
+        audio: divided by Σ window² and cut to the length ``T`` of ``like (..., T)``."""
         squared = (self.window**2).expand(1, nb_frames, self.n_fft)
         envelope = overlap_add(squared, self.n_hop)
         start = self.n_fft // 2
         stop = start + like.shape[-1]
         return out[:, start:stop] / envelope[:, start:stop]
+
+    def forward(self, re: Tensor, im: Tensor, like: Tensor) -> Tensor:
+        """Spectrum ``re, im (B, N, F)`` → ``(B, T)`` audio, ``T`` the length of ``like (..., T)``."""
+        return self.normalised(self.overlap_added(re, im), re.shape[1], like)

@@ -91,16 +91,50 @@ def _stats_from_amplitudes(a: Tensor, carrier: Pair, unit: bool) -> tuple[Tensor
     return p0, p1, c01
 
 
-def _em_step_stereo(
-    p0: Tensor, p1: Tensor, c01: Pair, mix: Pair, scale: Tensor, eps: float
+def window_gains(
+    sums: tuple[Tensor, Tensor, Tensor, Tensor],
+    scale: Tensor,
+    eps: float,
+    v_sum: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Window statistics of one stereo EM step: ``r00, r11, r01r, r01i``.
+
+    Args:
+        sums: ``Σ_n |y_0|², Σ_n |y_1|², Σ_n Re y_0 y_1*, Σ_n Im y_0 y_1*`` over a window's
+            frames, each ``(W, J, 1, F)``.
+        scale: ``(W, 1, 1, 1)``, the window's scale (see :func:`wiener_windows`).
+        v_sum: ``Σ_n v`` with ``v = (|y_0|² + |y_1|²) / (2 scale²)`` where the caller has it
+            (the same value, rounded as the whole-window filter rounds it).
+
+    Returns:
+        the normalised spatial covariances, each ``(W, J, 1, F)``.
+    """
+    p0, p1, cr, ci = sums
+    inv_s2 = 1.0 / (scale * scale)
+    if v_sum is None:
+        v_sum = (0.5 * inv_s2) * (p0 + p1)
+    norm = inv_s2 / (eps + v_sum)
+    return p0 * norm, p1 * norm, cr * norm, ci * norm
+
+
+def apply_gains(
+    p0: Tensor,
+    p1: Tensor,
+    gains: tuple[Tensor, Tensor, Tensor, Tensor],
+    mix: Pair,
+    scale: Tensor,
+    eps: float,
 ) -> Pair:
-    """One closed-form stereo EM iteration; ``scale (W, 1, 1, 1)``; returns ``(W, J, 2, L, F)``."""
+    """The frame-by-frame half of one stereo EM step (:func:`window_gains` gives ``gains``).
+
+    ``p0, p1 (W, J, L, F)`` are ``|y_0|², |y_1|²`` of the previous estimate, ``mix`` each
+    ``(W, 1, 2, L, F)``, ``scale (W, 1, 1, 1)``; returns ``(re, im)``, each
+    ``(W, J, 2, L, F)``. Frames are independent here, so any run of frames can be filtered
+    on its own.
+    """
+    r00, r11, r01r, r01i = gains
     inv_s2 = 1.0 / (scale * scale)
     v = (0.5 * inv_s2) * (p0 + p1)
-    norm = inv_s2 / (eps + v.sum(dim=-2, keepdim=True))
-    r00 = p0.sum(dim=-2, keepdim=True) * norm
-    r11 = p1.sum(dim=-2, keepdim=True) * norm
-    r01r, r01i = c01[0] * norm, c01[1] * norm
     s00 = eps**0.5 + (v * r00).sum(dim=1, keepdim=True)
     s11 = eps**0.5 + (v * r11).sum(dim=1, keepdim=True)
     s01r = (v * r01r).sum(dim=1, keepdim=True)
@@ -119,14 +153,37 @@ def _em_step_stereo(
     return torch.stack([y0r, y1r], dim=2), torch.stack([y0i, y1i], dim=2)
 
 
-def _em_step_mono(y: Pair, mix: Pair, eps: float) -> Pair:
-    """One EM iteration for one channel (scaled units): ``y (W, J, 1, L, F)``."""
+def _em_step_stereo(
+    p0: Tensor, p1: Tensor, c01: Pair, mix: Pair, scale: Tensor, eps: float
+) -> Pair:
+    """One closed-form stereo EM iteration; ``scale (W, 1, 1, 1)``; returns ``(W, J, 2, L, F)``."""
+    sums = (p0.sum(dim=-2, keepdim=True), p1.sum(dim=-2, keepdim=True), *c01)
+    v_sum = ((0.5 / (scale * scale)) * (p0 + p1)).sum(dim=-2, keepdim=True)
+    return apply_gains(p0, p1, window_gains(sums, scale, eps, v_sum), mix, scale, eps)
+
+
+def mono_gains(power_sum: Tensor, scale: Tensor, eps: float) -> Tensor:
+    """Window statistic of one one-channel EM step: ``R (W, J, 1, 1, F)`` from
+    ``Σ_n |y|² (W, J, 1, 1, F)`` in input units and ``scale (W, 1, 1, 1, 1)``."""
+    v = power_sum / (scale * scale)
+    return v / (eps + v)
+
+
+def apply_mono(y: Pair, gain: Tensor, mix: Pair, eps: float) -> Pair:
+    """The frame-by-frame half of one one-channel EM step (scaled units):
+    ``y (W, J, 1, L, F)``, ``gain`` from :func:`mono_gains`."""
     yr, yi = y
     v = yr * yr + yi * yi
-    R = v.sum(dim=-2, keepdim=True) / (eps + v.sum(dim=-2, keepdim=True))
-    sigma = eps**0.5 + (v * R).sum(dim=1, keepdim=True)
-    gain = v * R / sigma
-    return gain * mix[0], gain * mix[1]
+    sigma = eps**0.5 + (v * gain).sum(dim=1, keepdim=True)
+    weight = v * gain / sigma
+    return weight * mix[0], weight * mix[1]
+
+
+def _em_step_mono(y: Pair, mix: Pair, scale: Tensor, eps: float) -> Pair:
+    """One EM iteration for one channel (scaled units): ``y (W, J, 1, L, F)``."""
+    yr, yi = y
+    power = (yr * yr + yi * yi).sum(dim=-2, keepdim=True) * (scale * scale)
+    return apply_mono(y, mono_gains(power, scale, eps), mix, eps)
 
 
 def wiener_windows(V: Tensor, mix: Pair, settings: WienerSettings) -> Pair:
@@ -151,7 +208,7 @@ def wiener_windows(V: Tensor, mix: Pair, settings: WienerSettings) -> Pair:
         y: Pair = (a * carrier[0] / s5, a * carrier[1] / s5)
         scaled = (xr / s5, xi / s5)
         for _ in range(settings.niter):
-            y = _em_step_mono(y, scaled, settings.eps)
+            y = _em_step_mono(y, scaled, s5, settings.eps)
         return y[0] * s5, y[1] * s5
     stats = _stats_from_amplitudes(a, carrier, unit=not settings.softmask)
     for k in range(settings.niter):

@@ -1,0 +1,274 @@
+"""The separation graph in parts, so that the Wiener filter and the ISTFT run on short runs
+of frames (onnxruntime ``Scan`` bodies) instead of on whole 60-s tensors.
+
+A traced whole-input graph (:class:`~unmix.export.graph.SeparationGraph`) holds tensors of
+every frame of every stem at once (a 60-s umxhq segment: 0.3–0.7 GB each, 3.5 GB at the
+peak) and onnxruntime, which fuses no elementwise operators on the CPU, streams each of
+them through memory dozens of times. Here the same maths is cut where frames stop
+depending on each other:
+
+* :class:`Head` — waveform → STFT (frames first), the model, magnitudes; frames padded to
+  whole chunks of ``c`` frames (and whole Wiener windows) and grouped ``(K, c, …)``.
+* :class:`ChunkStats` (a ``Scan`` body, once per EM iteration) — one chunk's share of the
+  window sums the EM step needs (and of the mixture's peak).
+* :class:`WindowGains` — chunk sums → window statistics, repeated for every chunk.
+* :class:`ChunkFilter` (a ``Scan`` body) — one chunk through every EM step, the inverse
+  DFT and the overlap-add of its own frames: ``(B, (c + R − 1) · n_hop)`` samples.
+* :class:`Tail` — the chunks' pieces overlap-added, divided by Σ window², cut to length.
+
+:mod:`unmix.export.compose` traces each part and joins them into one ONNX graph; the
+stems equal the whole-input graph's up to the order of float32 sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from ..filtering import WienerSettings
+from ..models.umx import UMX
+from ..separator import Separator
+from .spectral import GraphISTFT, GraphSTFT
+from .wiener import (
+    Pair,
+    _amplitudes,
+    _stats,
+    _stats_from_amplitudes,
+    apply_gains,
+    apply_mono,
+    mono_gains,
+    window_gains,
+)
+
+#: frames per chunk aimed at (a divisor of the Wiener window near this): small enough for
+#: a chunk's stems to stay in the CPU's cache, large enough for the per-call overhead
+CHUNK_FRAMES = 12
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How frames are grouped.
+
+    Attributes:
+        frames: ``c``, frames per chunk.
+        per_window: chunks per Wiener window (``None``: one window over all frames).
+        niter: EM iterations.
+        stereo: whether the EM is the two-channel one.
+    """
+
+    frames: int
+    per_window: int | None
+    niter: int
+    stereo: bool
+
+    @property
+    def unit(self) -> int:
+        """Frames are padded to a multiple of this (a window, or a chunk)."""
+        return self.frames * (self.per_window or 1)
+
+    @property
+    def nb_sums(self) -> int:
+        """Window sums per target: 4 (stereo), 1 (one channel)."""
+        return 4 if self.stereo else 1
+
+
+def plan_chunks(wiener: WienerSettings, nb_channels: int) -> ChunkPlan:
+    """Chunks of :data:`CHUNK_FRAMES` frames, or of a divisor of ``wiener_win_len``
+    (the one closest to it, 8 frames at least; the whole window if there is none)."""
+    length = wiener.wiener_win_len if wiener.niter > 0 else None
+    if length is None:
+        return ChunkPlan(CHUNK_FRAMES, None, wiener.niter, nb_channels == 2)
+    divisors = [d for d in range(4, 4 * CHUNK_FRAMES) if length % d == 0]
+    frames = min(divisors, key=lambda d: abs(d - CHUNK_FRAMES)) if divisors else length
+    return ChunkPlan(frames, length // frames, wiener.niter, nb_channels == 2)
+
+
+def _chunks(x: Tensor, plan: ChunkPlan) -> Tensor:
+    """``(N, …)`` → ``(K, c, …)``, zero frames added up to a whole number of units."""
+    nb_frames = x.shape[0]
+    pad = (plan.unit - nb_frames % plan.unit) % plan.unit
+    widths = [0, 0] * (x.ndim - 1) + [0, pad]
+    padded = functional.pad(x, widths)
+    return padded.reshape(-1, plan.frames, *x.shape[1:])
+
+
+class Head(nn.Module):
+    """``mixture (C, T)`` → ``V (K, c, J, C_model, F)``, ``xr, xi (K, c, C, F)``."""
+
+    def __init__(self, separator: Separator, nb_channels: int, plan: ChunkPlan) -> None:
+        super().__init__()
+        config = separator.config
+        self.model = separator.model
+        self.plan = plan
+        self.mono_model = config.nb_channels == 1
+        self.stft = GraphSTFT(config.n_fft, config.n_hop)
+
+    def magnitudes(self, mag: Tensor) -> Tensor:
+        """``(N, C_model, F)`` → ``(N, J, C_model, F)`` (UMX branches stacked directly)."""
+        if type(self.model) is UMX:
+            x = mag[:, None]  # (N, 1, C, F)
+            nets = [self.model.branch(t) for t in self.model.targets]
+            masks = [net.decode(net.skip(net.encode(x)), x.shape[2])[:, 0] for net in nets]
+            return torch.stack(masks, dim=1) * mag[:, None]
+        V: Tensor = self.model(mag.permute(1, 2, 0)[None])[0]  # (C_model, F, N, J)
+        return V.permute(2, 3, 0, 1)
+
+    def forward(self, mixture: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """See the class; ``K`` chunks of ``c`` frames."""
+        xr, xi = self.stft(mixture, frames_first=True)  # (N, C, F)
+        mag = torch.sqrt(xr * xr + xi * xi)
+        if self.mono_model:
+            mag = mag.mean(dim=1, keepdim=True)
+        V = self.magnitudes(mag)
+        return _chunks(V, self.plan), _chunks(xr, self.plan), _chunks(xi, self.plan)
+
+
+def _frames_last(V: Tensor, xr: Tensor, xi: Tensor) -> tuple[Tensor, Pair]:
+    """One chunk ``(c, J, C_m, F)``, ``(c, C, F)`` → the filter's ``(1, J, C_m, c, F)``,
+    ``(1, 1, C, c, F)``."""
+    return V.permute(1, 2, 0, 3)[None], (
+        xr.transpose(0, 1)[None, None],
+        xi.transpose(0, 1)[None, None],
+    )
+
+
+class _ChunkEM(nn.Module):
+    """The EM iterations of one chunk, given the window statistics of each."""
+
+    def __init__(self, wiener: WienerSettings, plan: ChunkPlan) -> None:
+        super().__init__()
+        self.wiener, self.plan = wiener, plan
+
+    def estimates(self, V: Tensor, mix: Pair, gains: list[Tensor], scale: Tensor) -> Pair:
+        """``len(gains)`` EM steps from the initial estimates: ``(1, J', C, c, F)`` each.
+
+        ``gains[k]`` is ``(S, J', F)`` (:class:`WindowGains`), ``scale`` ``(1,)``.
+        """
+        settings = self.wiener
+        a, carrier = _amplitudes(V, mix, settings)
+        if not gains:
+            return a * carrier[0], a * carrier[1]
+        eps = settings.eps
+        if not self.plan.stereo:
+            s5 = scale.reshape(1, 1, 1, 1, 1)
+            y: Pair = (a * carrier[0] / s5, a * carrier[1] / s5)
+            scaled = (mix[0] / s5, mix[1] / s5)
+            for gain in gains:
+                y = apply_mono(y, gain[0][None, :, None, None], scaled, eps)
+            return y[0] * s5, y[1] * s5
+        s4 = scale.reshape(1, 1, 1, 1)
+        p0, p1, _ = _stats_from_amplitudes(a, carrier, unit=not settings.softmask)
+        for k, gain in enumerate(gains):
+            parts = gain[:, None, :, None]  # (S, 1, J', 1, F)
+            y = apply_gains(p0, p1, (parts[0], parts[1], parts[2], parts[3]), mix, s4, eps)
+            if k + 1 < len(gains):
+                p0, p1, _ = _stats(y)
+        return y
+
+    def sums(self, V: Tensor, mix: Pair, gains: list[Tensor], scale: Tensor) -> Tensor:
+        """This chunk's share of the next window sums, ``(S, J', F)``, in input units."""
+        if not gains and self.plan.stereo:
+            a, carrier = _amplitudes(V, mix, self.wiener)
+            p0, p1, (cr, ci) = _stats_from_amplitudes(a, carrier, unit=not self.wiener.softmask)
+            parts = [p0.sum(dim=-2), p1.sum(dim=-2), cr[:, :, 0], ci[:, :, 0]]
+        elif self.plan.stereo:
+            p0, p1, (cr, ci) = _stats(self.estimates(V, mix, gains, scale))
+            parts = [p0.sum(dim=-2), p1.sum(dim=-2), cr[:, :, 0], ci[:, :, 0]]
+        else:
+            yr, yi = self.estimates(V, mix, gains, scale)
+            parts = [(yr * yr + yi * yi).sum(dim=-2)[:, :, 0]]
+        return torch.cat(parts)  # (S, J', F)
+
+
+class ChunkStats(_ChunkEM):
+    """``Scan`` body: chunk → its share of the window sums (and of the peak, first pass)."""
+
+    def forward(self, V: Tensor, xr: Tensor, xi: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        """``V (c, J, C_m, F)``, ``xr, xi (c, C, F)``, then ``gains…`` and ``scale (1,)``
+        after the first pass → ``sums (S, J', F)`` (+ ``peak (1,)`` in the first pass)."""
+        V5, mix = _frames_last(V, xr, xi)
+        if not rest:
+            peak = torch.sqrt(xr * xr + xi * xi).amax().reshape(1)
+            return self.sums(V5, mix, [], peak), peak
+        return (self.sums(V5, mix, list(rest[:-1]), rest[-1]),)
+
+
+class ChunkFilter(_ChunkEM):
+    """``Scan`` body: chunk → stems, overlap-added, ``(J'·C, (c + R − 1) · n_hop)``."""
+
+    def __init__(self, separator: Separator, plan: ChunkPlan) -> None:
+        super().__init__(separator.wiener, plan)
+        self.istft = GraphISTFT(separator.config.n_fft, separator.config.n_hop)
+
+    def forward(self, V: Tensor, xr: Tensor, xi: Tensor, *rest: Tensor) -> Tensor:
+        """``V (c, J, C_m, F)``, ``xr, xi (c, C, F)``, then ``gains…`` and ``scale (1,)``."""
+        V5, mix = _frames_last(V, xr, xi)
+        gains, scale = (list(rest[:-1]), rest[-1]) if rest else ([], xr.new_ones(1))
+        y_re, y_im = self.estimates(V5, mix, gains, scale)  # (1, J', C, c, F)
+        flat = y_re.shape[1] * y_re.shape[2]
+        re, im = y_re.reshape(flat, *y_re.shape[3:]), y_im.reshape(flat, *y_im.shape[3:])
+        return self.istft.overlap_added(re, im)
+
+
+class WindowGains(nn.Module):
+    """Chunk sums ``(K, S, J', F)`` → window statistics repeated per chunk, ``(K, S, J', F)``.
+
+    Args:
+        first: the first pass, which gets the chunks' peaks ``(K,)`` and turns them into
+            the window scale; later passes get that scale per chunk.
+    """
+
+    def __init__(self, wiener: WienerSettings, plan: ChunkPlan, first: bool) -> None:
+        super().__init__()
+        self.wiener, self.plan, self.first = wiener, plan, first
+
+    def forward(self, sums: Tensor, peak_or_scale: Tensor) -> tuple[Tensor, Tensor]:
+        """``sums (K, S, J', F)``, ``peak_or_scale (K, 1)`` → ``gains (K, S, J', F)``,
+        ``scale (K, 1)``."""
+        nb_chunks = sums.shape[0]
+        per = self.plan.per_window
+        windows = sums.reshape(-1, per, *sums.shape[1:]) if per else sums[None]
+        totals = windows.sum(dim=1)  # (W, S, J', F)
+        grouped = peak_or_scale.reshape(totals.shape[0], -1)  # (W, chunks per window)
+        if self.first:
+            scale = torch.clamp(grouped.amax(dim=1) / self.wiener.scale_factor, min=1.0)
+        else:
+            scale = grouped[:, 0]
+        eps = self.wiener.eps
+        if self.plan.stereo:
+            s = scale.reshape(-1, 1, 1)
+            r = window_gains((totals[:, 0], totals[:, 1], totals[:, 2], totals[:, 3]), s, eps)
+            gains = torch.stack(r, dim=1)
+        else:
+            gains = mono_gains(totals, scale.reshape(-1, 1, 1, 1), eps)
+        repeat = grouped.shape[1]
+        gains = gains[:, None].expand(-1, repeat, -1, -1, -1).reshape(sums.shape)
+        return gains, scale[:, None].expand(-1, repeat).reshape(nb_chunks, 1)
+
+
+class Tail(nn.Module):
+    """Chunk pieces ``(K, B, (c + R − 1) · n_hop)`` → stems ``(J', C, T)``."""
+
+    def __init__(self, separator: Separator, plan: ChunkPlan, nb_outputs: int) -> None:
+        super().__init__()
+        config = separator.config
+        self.istft = GraphISTFT(config.n_fft, config.n_hop)
+        self.frames, self.hop = plan.frames, config.n_hop
+        self.overhang = config.n_fft // config.n_hop - 1
+        self.nb_outputs = nb_outputs
+
+    def forward(self, pieces: Tensor, mixture: Tensor) -> Tensor:
+        """``mixture (C, T)`` gives the length ``T`` (and ``C``)."""
+        c, hop, extra = self.frames, self.hop, self.overhang
+        nb_chunks, batch = pieces.shape[0], pieces.shape[1]
+        blocks = pieces.reshape(nb_chunks, batch, c + extra, hop)
+        own = blocks[:, :, :c].permute(1, 0, 2, 3).reshape(batch, -1, hop)
+        spill = functional.pad(blocks[:, :, c:], (0, 0, 0, c - extra))
+        spill = spill.permute(1, 0, 2, 3).reshape(batch, -1, hop)
+        joined = functional.pad(own, (0, 0, 0, c)) + functional.pad(spill, (0, 0, c, 0))
+        nb_frames = mixture.shape[-1] // hop + 1
+        audio = self.istft.normalised(joined.reshape(batch, -1), nb_frames, mixture)
+        return audio.reshape(self.nb_outputs, mixture.shape[0], -1)
