@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import AudioError, UnmixError
 from .metadata import INPUT_NAME, OUTPUT_NAME, GraphInfo
+from .protoscan import WireError, has_external_data
 
 #: largest graph file read (the protobuf limit; umxl is about 0.5 GB)
 MAX_GRAPH_BYTES = 2 << 30
@@ -39,32 +40,19 @@ def _check_self_contained(data: bytes, what: str) -> None:
     """Refuse a graph whose tensors live in other files (ONNX external data).
 
     Raises:
-        UnmixError: an unreadable protobuf, or a tensor stored outside the file.
+        UnmixError: a malformed protobuf, or a tensor stored outside the file.
     """
     try:
-        import onnx
-    except ImportError:
-        raise UnmixError("reading an .onnx model needs onnx: pip install 'unmix[onnx]'") from None
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as exc:
+        external = has_external_data(data)
+    except WireError as exc:
         raise UnmixError(
-            f"{what} is not a readable ONNX model ({_first_line(exc)}); export one with "
-            "'unmix export'"
+            f"{what} is not a readable ONNX model ({exc}); export one with 'unmix export'"
         ) from None
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
-        tensors = list(graph.initializer)
-        for node in graph.node:
-            for attr in node.attribute:
-                tensors += [attr.t, *attr.tensors]
-                graphs += [attr.g, *attr.graphs] if attr.HasField("g") else list(attr.graphs)
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
-            raise UnmixError(
-                f"{what} keeps tensors in other files (ONNX external data); unmix reads only "
-                "self-contained graphs: re-export it with 'unmix export'"
-            )
+    if external:
+        raise UnmixError(
+            f"{what} keeps tensors in other files (ONNX external data); unmix reads only "
+            "self-contained graphs: re-export it with 'unmix export'"
+        )
 
 
 def _open_session(ort: Any, data: bytes, threads: int, what: str) -> Any:
