@@ -22,6 +22,7 @@ from torch.nn import functional
 
 from ..errors import UnmixError
 from .dft import FactorisedIrfft, FactorisedRfft, factorise, rfft_factors
+from .dft3 import ThreeStageIrfft, overlap_add, three_factors
 
 
 class StftFunction(torch.autograd.Function):
@@ -96,17 +97,6 @@ def _check_geometry(n_fft: int, n_hop: int) -> None:
         )
 
 
-def overlap_add(frames: Tensor, n_hop: int) -> Tensor:
-    """``out[b, n·n_hop + t] = Σ frames[b, n, t]`` for ``frames (B, N, R·n_hop)`` → ``(B, (N+R-1)·n_hop)``."""
-    batch, _, size = frames.shape
-    pieces = size // n_hop
-    blocks = frames.reshape(batch, -1, pieces, n_hop).unbind(2)  # one Split, not R Gathers
-    out = functional.pad(blocks[0], (0, 0, 0, pieces - 1))
-    for k in range(1, pieces):
-        out = out + functional.pad(blocks[k], (0, 0, k, pieces - 1 - k))
-    return out.reshape(batch, -1)
-
-
 class GraphSTFT(nn.Module):
     """Centred STFT (reflect padding, periodic Hann), real in, real and imaginary parts out.
 
@@ -155,7 +145,9 @@ def frame_spectra(
 class GraphISTFT(nn.Module):
     """Inverse of :class:`GraphSTFT`: inverse DFT, window, overlap-add, divide by Σ window².
 
-    Where ``n_fft`` and ``n_hop`` factorise, the inverse DFT and the window are two matrix
+    Where ``n_fft`` splits into three factors (:func:`~unmix.export.dft3.three_factors`), the
+    three-stage matrix DFT with its own overlap-add (:mod:`unmix.export.dft3`); else, where
+    ``n_fft`` and ``n_hop`` factorise, the inverse DFT and the window are two matrix
     products (:class:`~unmix.export.dft.FactorisedIrfft`) whose output layout ``(N2, B,
     N, N1)`` is overlap-added as it is (hop ``n_hop / N2`` along ``N1``) and transposed
     once, at signal size; otherwise the ONNX ``DFT`` operator.
@@ -169,12 +161,16 @@ class GraphISTFT(nn.Module):
         self.n_fft, self.n_hop = n_fft, n_hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.irfft = FactorisedIrfft(n_fft, n_hop, self.window) if factorise(n_fft, n_hop) else None
+        three = three_factors(n_fft, n_hop)
+        self.irfft3 = ThreeStageIrfft(n_fft, n_hop, self.window) if three else None
 
     def overlap_added(self, re: Tensor, im: Tensor) -> Tensor:
         """Spectrum ``re, im (B, N, F)`` → windowed frames overlap-added, ``(B, (N + R − 1)
         · n_hop)`` with ``R = n_fft / n_hop``, not yet divided by Σ window² (frames are
         independent, so runs of frames can be added up separately)."""
         batch, nb_frames = re.shape[0], re.shape[1]
+        if self.irfft3 is not None:
+            return self.irfft3(re, im)
         if self.irfft is None:
             frames = inverse_real_frames(re, im, self.n_fft)
             return overlap_add(frames * self.window, self.n_hop)
