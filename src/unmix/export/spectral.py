@@ -170,7 +170,8 @@ class GraphISTFT(nn.Module):
         independent, so runs of frames can be added up separately)."""
         batch, nb_frames = re.shape[0], re.shape[1]
         if self.irfft3 is not None:
-            return self.irfft3(re, im)
+            added: Tensor = self.irfft3(re, im)
+            return added
         if self.irfft is None:
             frames = inverse_real_frames(re, im, self.n_fft)
             return overlap_add(frames * self.window, self.n_hop)
