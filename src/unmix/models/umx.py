@@ -12,13 +12,15 @@ X-UMX (:mod:`unmix.models.xumx`) reuses.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from ..threads import cpu_workers, side_by_side
+from . import folded
 from .contract import SeparationModel, check_targets
 
 if TYPE_CHECKING:
@@ -169,6 +171,22 @@ class OpenUnmix(nn.Module):
         mask = self.decode(self.skip(self.encode(x)), x.shape[2])
         return (mask * mix).permute(1, 2, 3, 0)
 
+    def forward_into(self, x: Tensor, out: Tensor) -> None:
+        """:meth:`forward` written into ``out``, frames and bins swapped: the same values,
+        without a temporary result and its copy.
+
+        Args:
+            x: mixture magnitude ``(nb_samples, nb_channels, nb_bins, nb_frames)``.
+            out: ``(nb_samples, nb_channels, nb_frames, nb_bins)``, any strides (e.g. one
+                target of a sources-first buffer); overwritten.
+        """
+        x = x.permute(3, 0, 1, 2)  # (N, S, C, F)
+        if folded.applies(self, x):  # bfloat16 on the CPU: batch norms folded, same network
+            folded.forward_into(self, x, out.permute(2, 0, 1, 3))
+            return
+        mask = self.decode(self.skip(self.encode(x)), x.shape[2])
+        torch.mul(mask, x.detach(), out=out.permute(2, 0, 1, 3))
+
 
 class Branches(SeparationModel):
     """Base of the models made of one :class:`OpenUnmix` branch per target.
@@ -216,20 +234,22 @@ class UMX(Branches):
         """``(S, C, F, N)`` → ``(S, C, F, N, J)``.
 
         The result is a view of a sources-first ``(S, J, C, N, F)`` buffer (what the Wiener
-        stage reads); each branch's output is copied into it as soon as it is ready.
+        stage reads); without autograd each branch multiplies its mask and the mixture
+        straight into it (:meth:`OpenUnmix.forward_into`), with autograd its output is copied.
         """
         S, C, F, N = x.shape
         nets = [self.branch(t) for t in self.targets]
         out = x.new_empty(S, len(nets), C, N, F)
-        workers = min(torch.get_num_threads(), len(nets)) if x.device.type == "cpu" else 1
+        workers = cpu_workers(x.device, len(nets))
         if x.device.type == "cuda" and CUDA_STREAMS and len(nets) > 1:
             _run_on_streams(nets, x, out)
-        elif workers < 2:
-            for j, net in enumerate(nets):
-                out[:, j] = net(x).transpose(-1, -2)
-        else:
-            for j, y in enumerate(_run_side_by_side(nets, x, workers)):
+        elif torch.is_grad_enabled():  # autograd records the copies into out, on this thread
+            ys = side_by_side([functools.partial(net, x) for net in nets], workers, "unmix-model")
+            for j, y in enumerate(ys):
                 out[:, j] = y.transpose(-1, -2)
+        else:  # each network writes its share of out (on its own thread with several)
+            into = [functools.partial(n.forward_into, x, out[:, j]) for j, n in enumerate(nets)]
+            side_by_side(into, workers, "unmix-model")
         return out.permute(0, 2, 4, 3, 1)
 
     def step(
@@ -268,27 +288,3 @@ def _run_on_streams(nets: Sequence[nn.Module], x: Tensor, out: Tensor) -> None:
             out[:, j] = net(x).transpose(-1, -2)
     for stream in streams:
         main.wait_stream(stream)
-
-
-def _run_side_by_side(nets: Sequence[nn.Module], x: Tensor, workers: int) -> list[Tensor]:
-    """``[net(x) for net in nets]``, one CPU thread per network, in a pool of ``workers``."""
-    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-    # autocast is per thread too: a reduced precision (unmix.precision) reaches the workers
-    autocast, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
-
-    def run(net: nn.Module) -> Tensor:
-        torch.set_num_threads(1)  # this worker thread only
-        with (
-            torch.inference_mode(inference),
-            torch.set_grad_enabled(grad),
-            torch.autocast("cpu", dtype=dtype, enabled=autocast),
-        ):
-            out: Tensor = net(x)
-            return out
-
-    threads = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="unmix-model") as pool:
-            return list(pool.map(run, nets))
-    finally:
-        torch.set_num_threads(threads)  # BLAS libraries may keep the count process-wide
