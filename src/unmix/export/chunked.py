@@ -126,13 +126,11 @@ class Head(nn.Module):
         return _chunks(V, self.plan), _chunks(xr, self.plan), _chunks(xi, self.plan)
 
 
-def _frames_last(V: Tensor, xr: Tensor, xi: Tensor) -> tuple[Tensor, Pair]:
-    """One chunk ``(c, J, C_m, F)``, ``(c, C, F)`` → the filter's ``(1, J, C_m, c, F)``,
-    ``(1, 1, C, c, F)``."""
-    return V.permute(1, 2, 0, 3)[None], (
-        xr.transpose(0, 1)[None, None],
-        xi.transpose(0, 1)[None, None],
-    )
+def _one_frame_windows(V: Tensor, xr: Tensor, xi: Tensor) -> tuple[Tensor, Pair]:
+    """One chunk ``(c, J, C_m, F)``, ``(c, C, F)`` as the filter's ``W = c`` windows of one
+    frame each: ``(c, J, C_m, 1, F)``, ``(c, 1, C, 1, F)`` (views, no transpose); sums over
+    the chunk's frames are sums over the first axis."""
+    return V[:, :, :, None], (xr[:, None, :, None], xi[:, None, :, None])
 
 
 class _ChunkEM(nn.Module):
@@ -143,7 +141,7 @@ class _ChunkEM(nn.Module):
         self.wiener, self.plan = wiener, plan
 
     def estimates(self, V: Tensor, mix: Pair, gains: list[Tensor], scale: Tensor) -> Pair:
-        """``len(gains)`` EM steps from the initial estimates: ``(1, J', C, c, F)`` each.
+        """``len(gains)`` EM steps from the initial estimates: ``(c, J', C, 1, F)`` each.
 
         ``gains[k]`` is ``(S, J', F)`` (:class:`WindowGains`), ``scale`` ``(1,)``.
         """
@@ -170,17 +168,37 @@ class _ChunkEM(nn.Module):
 
     def sums(self, V: Tensor, mix: Pair, gains: list[Tensor], scale: Tensor) -> Tensor:
         """This chunk's share of the next window sums, ``(S, J', F)``, in input units."""
-        if not gains and self.plan.stereo:
-            a, carrier = _amplitudes(V, mix, self.wiener)
-            p0, p1, (cr, ci) = _stats_from_amplitudes(a, carrier, unit=not self.wiener.softmask)
-            parts = [p0.sum(dim=-2), p1.sum(dim=-2), cr[:, :, 0], ci[:, :, 0]]
-        elif self.plan.stereo:
-            p0, p1, (cr, ci) = _stats(self.estimates(V, mix, gains, scale))
-            parts = [p0.sum(dim=-2), p1.sum(dim=-2), cr[:, :, 0], ci[:, :, 0]]
-        else:
+        if not self.plan.stereo:
             yr, yi = self.estimates(V, mix, gains, scale)
-            parts = [(yr * yr + yi * yi).sum(dim=-2)[:, :, 0]]
-        return torch.cat(parts)  # (S, J', F)
+            per_frame = (yr * yr + yi * yi)[:, None, :, 0, 0]  # (c, 1, J', F)
+        elif gains:
+            y_re, y_im = self.estimates(V, mix, gains, scale)  # (c, J', 2, 1, F)
+            (y0r, y1r), (y0i, y1i) = y_re[:, :, :, 0].unbind(2), y_im[:, :, :, 0].unbind(2)
+            p0, p1 = y0r * y0r + y0i * y0i, y1r * y1r + y1i * y1i
+            cr, ci = y0r * y1r + y0i * y1i, y0i * y1r - y0r * y1i
+            per_frame = torch.stack([p0, p1, cr, ci], dim=1)
+        else:
+            per_frame = self._amplitude_stats(V, mix)
+        # Σ over the chunk's frames as one matrix product (onnxruntime's ReduceSum over the
+        # leading axis took 4× as long)
+        ones = per_frame.new_ones(1, per_frame.shape[0])
+        total = torch.matmul(ones, per_frame.reshape(per_frame.shape[0], -1))
+        return total.reshape(per_frame.shape[1:])
+
+    def _amplitude_stats(self, V: Tensor, mix: Pair) -> Tensor:
+        """``|y_0|², |y_1|², y_0 y_1*`` of the initial estimates ``a · u`` per frame,
+        ``(c, 4, J', F)``, without forming them (:func:`~unmix.export.wiener._stats_from_amplitudes`)."""
+        a, carrier = _amplitudes(V, mix, self.wiener)
+        (u0r, u1r), (u0i, u1i) = carrier[0][:, 0, :, 0].unbind(1), carrier[1][:, 0, :, 0].unbind(1)
+        a0, a1 = (a[:, :, 0, 0], a[:, :, 1, 0]) if a.shape[2] == 2 else (a[:, :, 0, 0],) * 2
+        p0, p1 = a0 * a0, a1 * a1
+        if self.wiener.softmask:  # the carrier is the mixture, not a unit phase
+            p0 = p0 * (u0r * u0r + u0i * u0i)[:, None]
+            p1 = p1 * (u1r * u1r + u1i * u1i)[:, None]
+        prod = a0 * a1
+        cr = prod * (u0r * u1r + u0i * u1i)[:, None]
+        ci = prod * (u0i * u1r - u0r * u1i)[:, None]
+        return torch.stack([p0, p1, cr, ci], dim=1)
 
 
 class ChunkStats(_ChunkEM):
@@ -189,7 +207,7 @@ class ChunkStats(_ChunkEM):
     def forward(self, V: Tensor, xr: Tensor, xi: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
         """``V (c, J, C_m, F)``, ``xr, xi (c, C, F)``, then ``gains…`` and ``scale (1,)``
         after the first pass → ``sums (S, J', F)`` (+ ``peak (1,)`` in the first pass)."""
-        V5, mix = _frames_last(V, xr, xi)
+        V5, mix = _one_frame_windows(V, xr, xi)
         if not rest:
             peak = torch.sqrt(xr * xr + xi * xi).amax().reshape(1)
             return self.sums(V5, mix, [], peak), peak
@@ -205,12 +223,12 @@ class ChunkFilter(_ChunkEM):
 
     def forward(self, V: Tensor, xr: Tensor, xi: Tensor, *rest: Tensor) -> Tensor:
         """``V (c, J, C_m, F)``, ``xr, xi (c, C, F)``, then ``gains…`` and ``scale (1,)``."""
-        V5, mix = _frames_last(V, xr, xi)
+        V5, mix = _one_frame_windows(V, xr, xi)
         gains, scale = (list(rest[:-1]), rest[-1]) if rest else ([], xr.new_ones(1))
-        y_re, y_im = self.estimates(V5, mix, gains, scale)  # (1, J', C, c, F)
-        flat = y_re.shape[1] * y_re.shape[2]
-        re, im = y_re.reshape(flat, *y_re.shape[3:]), y_im.reshape(flat, *y_im.shape[3:])
-        return self.istft.overlap_added(re, im)
+        y_re, y_im = self.estimates(V5, mix, gains, scale)  # (c, J', C, 1, F)
+        shape = (y_re.shape[0], -1, y_re.shape[-1])
+        re, im = y_re.reshape(shape), y_im.reshape(shape)  # (c, J'·C, F): frames first
+        return self.istft.overlap_added(re, im, frames_first=True)
 
 
 class WindowGains(nn.Module):

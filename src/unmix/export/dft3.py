@@ -130,13 +130,24 @@ class ThreeStageIrfft(nn.Module):
         u = u.reshape(nc, 2, nb, -1, na).permute(0, 2, 3, 1, 4).reshape(nc, nb, -1, 2 * na)
         return torch.matmul(u, self.stage_b2)  # (Nc, Nb, B·N, Na)
 
-    def forward(self, re: Tensor, im: Tensor) -> Tensor:
-        """``re, im (B, N, F)`` → ``(B, (N + R − 1) · n_hop)``: the frames' inverse DFTs,
-        windowed and overlap-added (not divided by Σ window²)."""
-        batch, nb_frames = re.shape[0], re.shape[1]
+    def forward(self, re: Tensor, im: Tensor, frames_first: bool = False) -> Tensor:
+        """``re, im (B, N, F)`` (``(N, B, F)`` with ``frames_first``) → ``(B, (N + R − 1) ·
+        n_hop)``: the frames' inverse DFTs, windowed and overlap-added (not divided by Σ
+        window²)."""
         na, nb, nc = self.na, self.nb, self.nc
         run = na * self.n_hop // self.n_fft  # values of na per hop-long block
-        frames = self.frames(re, im).reshape(nc * nb * batch, nb_frames, na)
-        out = overlap_add(frames, run)  # (Nc·Nb·B, (N + R − 1)·run)
-        out = out.reshape(nc, nb, batch, -1, run).permute(2, 3, 4, 1, 0)
+        lead = (re.shape[1], re.shape[0]) if frames_first else (re.shape[0], re.shape[1])
+        batch, nb_frames = lead
+        frames = self.frames(re, im)  # (Nc, Nb, B·N or N·B, Na)
+        if frames_first:
+            frames = frames.reshape(nc * nb, nb_frames, batch, na)
+            pieces = frames.reshape(nc * nb, nb_frames, batch, -1, run).unbind(3)
+            blocks = len(pieces)
+            out = functional.pad(pieces[0], (0, 0, 0, 0, 0, blocks - 1))
+            for k in range(1, blocks):
+                out = out + functional.pad(pieces[k], (0, 0, 0, 0, k, blocks - 1 - k))
+            out = out.reshape(nc, nb, -1, batch, run).permute(3, 2, 4, 1, 0)
+        else:
+            out = overlap_add(frames.reshape(nc * nb * batch, nb_frames, na), run)
+            out = out.reshape(nc, nb, batch, -1, run).permute(2, 3, 4, 1, 0)
         return out.reshape(batch, -1)

@@ -164,14 +164,17 @@ class GraphISTFT(nn.Module):
         three = three_factors(n_fft, n_hop)
         self.irfft3 = ThreeStageIrfft(n_fft, n_hop, self.window) if three else None
 
-    def overlap_added(self, re: Tensor, im: Tensor) -> Tensor:
-        """Spectrum ``re, im (B, N, F)`` → windowed frames overlap-added, ``(B, (N + R − 1)
-        · n_hop)`` with ``R = n_fft / n_hop``, not yet divided by Σ window² (frames are
-        independent, so runs of frames can be added up separately)."""
-        batch, nb_frames = re.shape[0], re.shape[1]
+    def overlap_added(self, re: Tensor, im: Tensor, frames_first: bool = False) -> Tensor:
+        """Spectrum ``re, im (B, N, F)`` (``(N, B, F)`` with ``frames_first``) → windowed
+        frames overlap-added, ``(B, (N + R − 1) · n_hop)`` with ``R = n_fft / n_hop``, not yet
+        divided by Σ window² (frames are independent, so runs of frames can be added up
+        separately)."""
         if self.irfft3 is not None:
-            added: Tensor = self.irfft3(re, im)
+            added: Tensor = self.irfft3(re, im, frames_first)
             return added
+        if frames_first:
+            re, im = re.transpose(0, 1), im.transpose(0, 1)
+        batch, nb_frames = re.shape[0], re.shape[1]
         if self.irfft is None:
             frames = inverse_real_frames(re, im, self.n_fft)
             return overlap_add(frames * self.window, self.n_hop)
