@@ -11,6 +11,7 @@ import contextlib
 import math
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from .sinks import EncodeOptions, Sink
 FULL_DISK_BYTES = 16 * 2**20
 #: what encoders raise when a write fails
 WRITE_ERRORS = (OSError, sf.LibsndfileError, av.error.FFmpegError, RuntimeError)
+#: samples per block from which :class:`StemWriter` with ``workers > 1`` encodes side by side
+PARALLEL_SAMPLES = 65536
 
 
 @dataclass
@@ -40,12 +43,13 @@ class _Level:
     clipped: int = 0
 
     def limit(self, block: np.ndarray, clip: bool) -> np.ndarray:
-        """Track the level; clip to full scale if the format cannot hold more."""
-        if block.size:
-            self.peak = max(self.peak, float(np.abs(block).max()))
-        if not clip:
+        """Track the level; clip to full scale if the format cannot hold more (a format that
+        keeps every value needs no level: the peak is only reported for clipping)."""
+        if not clip or not block.size:
             return block
-        over = np.abs(block) > 1.0
+        magnitude = np.abs(block)
+        self.peak = max(self.peak, float(magnitude.max()))
+        over = magnitude > 1.0
         count = int(over.sum())
         if not count:
             return block
@@ -104,6 +108,8 @@ class StemWriter:
             of the format's layout under ``destination``; may leave names out (those are
             not written).
         options: encoder settings (MP3 bit rate and preset).
+        workers: encode the files on up to this many threads (one file each) when a write
+            is long enough to gain (:data:`PARALLEL_SAMPLES`); 1: one after the other.
     """
 
     def __init__(
@@ -117,7 +123,9 @@ class StemWriter:
         *,
         files: Mapping[Path, tuple[str, ...]] | None = None,
         options: EncodeOptions | None = None,
+        workers: int = 1,
     ) -> None:
+        self.workers = workers
         self.format = get_format(fmt)
         self.fmt, self.names, self.rate, self.nb_channels = fmt, names, sample_rate, nb_channels
         self.subtype = self.format.sample_format(bits)
@@ -194,12 +202,23 @@ class StemWriter:
         return list(out.reshape(len(self._streams), self.nb_channels, -1))
 
     def _write(self, blocks: list[np.ndarray]) -> None:
-        blocks = [lvl.limit(b, self.clip) for lvl, b in zip(self.levels, blocks, strict=True)]
-        position = 0
+        starts = np.cumsum([0] + [count for _, count in self._sinks]).tolist()
+
+        def put(k: int) -> None:  # one file: its levels, then its sink
+            first, stop = starts[k], starts[k + 1]
+            levels = zip(self.levels[first:stop], blocks[first:stop], strict=True)
+            self._sinks[k][0].write([lvl.limit(b, self.clip) for lvl, b in levels])
+
+        workers = min(self.workers, len(self._sinks))
+        if blocks and blocks[0].shape[-1] < PARALLEL_SAMPLES:
+            workers = 1
         try:
-            for sink, count in self._sinks:
-                sink.write(blocks[position : position + count])
-                position += count
+            if workers > 1:  # numpy and the encoders release the GIL: files side by side
+                with ThreadPoolExecutor(workers, thread_name_prefix="unmix-encode") as pool:
+                    list(pool.map(put, range(len(self._sinks))))
+            else:
+                for k in range(len(self._sinks)):
+                    put(k)
         except WRITE_ERRORS as exc:
             raise write_failure(next(iter(self.files)).parent, exc) from exc
 

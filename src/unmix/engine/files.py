@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import audio as audio_io
 from ..audio.decode import check_span
@@ -114,7 +115,7 @@ def separate_file(
         output_format.check_rate(meta.sample_rate)
         writer = functools.partial(
             audio_io.StemWriter, destination, names or separator.output_names, fmt,
-            bits=bits, files=outputs, options=options,
+            bits=bits, files=outputs, options=options, workers=torch.get_num_threads(),
         )  # fmt: skip
         return _separate_to_files(
             separator, source, what, meta, writer, (start, duration), plan, progress, batcher
