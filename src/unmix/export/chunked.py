@@ -75,14 +75,21 @@ class ChunkPlan:
         return 4 if self.stereo else 1
 
 
-def plan_chunks(wiener: WienerSettings, nb_channels: int) -> ChunkPlan:
-    """Chunks of :data:`CHUNK_FRAMES` frames, or of a divisor of ``wiener_win_len``
-    (the one closest to it, 8 frames at least; the whole window if there is none)."""
+def plan_chunks(wiener: WienerSettings, nb_channels: int, overhang: int = 3) -> ChunkPlan | None:
+    """Chunks of :data:`CHUNK_FRAMES` frames, or of the divisor of ``wiener_win_len``
+    closest to it (4 frames at least; the whole window if there is none).
+
+    ``overhang`` is ``n_fft / n_hop − 1``, the frames a chunk's overlap-add reaches into
+    the next: a chunk must be at least that long. Returns ``None`` for Wiener windows
+    shorter than that (the whole-input graph serves them).
+    """
     length = wiener.wiener_win_len if wiener.niter > 0 else None
     if length is None:
         return ChunkPlan(CHUNK_FRAMES, None, wiener.niter, nb_channels == 2)
     divisors = [d for d in range(4, 4 * CHUNK_FRAMES) if length % d == 0]
     frames = min(divisors, key=lambda d: abs(d - CHUNK_FRAMES)) if divisors else length
+    if frames < overhang:
+        return None
     return ChunkPlan(frames, length // frames, wiener.niter, nb_channels == 2)
 
 

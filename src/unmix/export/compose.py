@@ -167,7 +167,9 @@ def chunked_graph(
     ``quantize_head`` (bytes → bytes) is applied to the traced head (STFT and networks).
     """
     config = separator.config
-    plan = plan_chunks(separator.wiener, 2 if nb_channels == 2 else 1)
+    plan = plan_chunks(separator.wiener, nb_channels, config.n_fft // config.n_hop - 1)
+    if plan is None:
+        raise ValueError("Wiener windows shorter than a chunk's overlap: use the whole layout")
     nb_out = len(separator.output_names)
     joiner = _Joiner()
     example = torch.randn(nb_channels, 4 * config.n_fft, generator=torch.Generator().manual_seed(0))

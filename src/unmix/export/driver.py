@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import UnmixError
 from ..fileio import atomic_path
 from ..separator import Separator
+from .chunked import plan_chunks
 from .compose import chunked_graph
 from .graph import SeparationGraph
 from .metadata import INPUT_NAME, OPSET, OUTPUT_NAME, SETTING_KEYS, GraphInfo
@@ -180,7 +181,8 @@ def export_onnx(
         layout: ``"chunked"`` (the Wiener filter and ISTFT in ``Scan`` bodies over runs of
             frames: :mod:`unmix.export.compose`) or ``"whole"`` (one traced graph of
             :class:`SeparationGraph` over whole tensors: the same stems, more memory and
-            time; kept for comparison).
+            time; kept for comparison, and used for Wiener windows of fewer frames than
+            ``n_fft / n_hop``, which a chunk cannot hold).
 
     Returns:
         the largest difference to the torch separator on the check signal.
@@ -204,7 +206,9 @@ def export_onnx(
     info = graph_info(separator, channels, quantize)
     with tempfile.TemporaryDirectory(prefix="unmix-export-") as tmp:
         folder = Path(tmp)
-        if layout == "chunked":
+        config = separator.config
+        overhang = config.n_fft // config.n_hop - 1
+        if layout == "chunked" and plan_chunks(separator.wiener, channels, overhang):
             quantizer = (lambda part: _quantize_int8(part, folder)) if quantize == "int8" else None
             data = chunked_graph(separator, channels, folder, quantizer)
         else:
