@@ -55,6 +55,7 @@ def test_metadata_says_everything_a_user_needs(mono_graph):
     assert (meta["sample_rate"], meta["nb_channels"], meta["model"]) == ("16000", "1", "se")
     assert (meta["n_fft"], meta["n_hop"], meta["min_samples"]) == ("512", "128", "257")
     assert meta["latency_samples"] == "0" and "offline" in meta["latency"]
+    assert meta["layout"] == "chunked" and OnnxGraph(mono_graph).info.layout == "chunked"
     assert json.loads(meta["settings"]) == {
         "niter": 1, "softmask": False, "residual": True, "wiener_win_len": 300,
         "scale_factor": 10.0, "eps": 1e-10,

@@ -42,7 +42,9 @@ PER_CHANNEL = True
 SPECTRAL_SCOPES = ("/stft/", "/istft/")
 
 
-def graph_info(separator: Separator, nb_channels: int, quantization: str = "none") -> GraphInfo:
+def graph_info(
+    separator: Separator, nb_channels: int, quantization: str = "none", layout: str = "whole"
+) -> GraphInfo:
     """The metadata of ``separator``'s graph."""
     settings = {key: getattr(separator.wiener, key) for key in SETTING_KEYS}
     return GraphInfo(
@@ -55,6 +57,7 @@ def graph_info(separator: Separator, nb_channels: int, quantization: str = "none
         model_config=separator.config.to_dict(),
         version=__version__,
         quantization=quantization,
+        layout=layout,
     )
 
 
@@ -203,17 +206,20 @@ def export_onnx(
             "by the runner), a mono model's 1 or 2"
         )
     separator = separator.cpu().eval()
-    info = graph_info(separator, channels, quantize)
+    config = separator.config
+    if layout == "chunked" and not plan_chunks(
+        separator.wiener, channels, config.n_fft // config.n_hop - 1
+    ):
+        layout = "whole"  # Wiener windows shorter than a chunk's overlap
+    info = graph_info(separator, channels, quantize, layout)
     with tempfile.TemporaryDirectory(prefix="unmix-export-") as tmp:
         folder = Path(tmp)
-        config = separator.config
-        overhang = config.n_fft // config.n_hop - 1
-        if layout == "chunked" and plan_chunks(separator.wiener, channels, overhang):
+        if layout == "chunked":
             quantizer = (lambda part: _quantize_int8(part, folder)) if quantize == "int8" else None
             data = chunked_graph(separator, channels, folder, quantizer)
         else:
             graph = SeparationGraph(separator, channels).eval()
-            data = _trace(graph, channels, separator.config.n_fft, folder)
+            data = _trace(graph, channels, config.n_fft, folder)
             if quantize == "int8":
                 data = _quantize_int8(data, folder)
         with atomic_path(Path(path), suffix=".onnx.part") as part:

@@ -37,6 +37,9 @@ class GraphInfo:
         model_config: the model's ``config.json`` (a dictionary).
         version: unmix version that wrote the graph.
         quantization: ``"none"`` or ``"int8"``.
+        layout: ``"chunked"`` (Wiener filter and ISTFT in ``Scan`` bodies over runs of
+            frames; a third of the memory) or ``"whole"`` (graphs exported before the
+            chunked layout existed, and Wiener windows too short for chunks).
     """
 
     outputs: tuple[str, ...]
@@ -48,6 +51,7 @@ class GraphInfo:
     model_config: dict[str, Any]
     version: str
     quantization: str = "none"
+    layout: str = "whole"
 
     @property
     def min_samples(self) -> int:
@@ -74,6 +78,7 @@ class GraphInfo:
             "settings": json.dumps(self.settings, sort_keys=True),
             "model_config": json.dumps(self.model_config, sort_keys=True),
             "quantization": self.quantization,
+            "layout": self.layout,
             "opset": str(OPSET),
             "input": f"{INPUT_NAME}: float32 (nb_channels, nb_samples) at sample_rate",
             "output": f"{OUTPUT_NAME}: float32 (len(outputs), nb_channels, nb_samples)",
@@ -107,6 +112,7 @@ class GraphInfo:
                 model_config=_json(meta, "model_config", dict),
                 version=meta["unmix_version"],
                 quantization=meta.get("quantization", "none"),
+                layout=meta.get("layout", "whole"),
             )
         except KeyError as exc:
             raise UnmixError(f"{what}: metadata key {exc} is missing; re-export it") from None
