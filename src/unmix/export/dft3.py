@@ -143,9 +143,11 @@ class ThreeStageIrfft(nn.Module):
             frames = frames.reshape(nc * nb, nb_frames, batch, na)
             pieces = frames.reshape(nc * nb, nb_frames, batch, -1, run).unbind(3)
             blocks = len(pieces)
-            out = functional.pad(pieces[0], (0, 0, 0, 0, 0, blocks - 1))
-            for k in range(1, blocks):
-                out = out + functional.pad(pieces[k], (0, 0, 0, 0, k, blocks - 1 - k))
+            zeros = frames.new_zeros(nc * nb, blocks - 1, batch, run)
+            out = torch.cat([pieces[0], zeros], dim=1)
+            for k in range(1, blocks):  # piece k of every frame lands k hops later
+                shifted = [zeros[:, :k], pieces[k], zeros[:, : blocks - 1 - k]]
+                out = out + torch.cat([t for t in shifted if t.shape[1]], dim=1)
             out = out.reshape(nc, nb, -1, batch, run).permute(3, 2, 4, 1, 0)
         else:
             out = overlap_add(frames.reshape(nc * nb * batch, nb_frames, na), run)
