@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..errors import UnmixError
 from ..filtering import WienerSettings
+from ..heap import keep_freed_memory
 from ..separator import Separator
 from .runtime import OnnxGraph
 
@@ -66,11 +67,13 @@ class OnnxSeparator(Separator):
             raise ValueError(
                 f"audio must be (nb_samples, nb_channels, nb_timesteps), got {tuple(audio.shape)}"
             )
+        keep_freed_memory()  # the engine's per-segment arrays are reused, not faulted in
         x = audio.detach().float().cpu().numpy()
         downmix = x.shape[1] == 1 and self.graph.info.nb_channels == 2
         if downmix:
             x = np.repeat(x, 2, axis=1)
-        stems = np.stack(self.graph.run_many(list(x)))
+        results = self.graph.run_many(list(x))
+        stems = results[0][None] if len(results) == 1 else np.stack(results)  # no copy of one
         if downmix:
             stems = stems.mean(axis=2, keepdims=True)
         return torch.from_numpy(stems).to(audio.device)

@@ -120,7 +120,7 @@ def window_gains(
 def _source_sum(x: Tensor) -> Tensor:
     """``x.sum(dim=1, keepdim=True)`` as additions of the sources' slices: onnxruntime's
     ``ReduceSum`` over a middle axis took 2.5× as long on one thread."""
-    parts = x.split(1, dim=1)
+    parts = torch.split(x, 1, dim=1)
     total = parts[0]
     for part in parts[1:]:
         total = total + part
