@@ -129,3 +129,29 @@ def test_evaluate_with_an_exported_graph(capsys, musdb_root, tmp_path):
     code, out, err = cli(capsys, *argv, "--out-dir", str(tmp_path / "scores"))
     assert code == 0, err
     assert "device cpu" in out and "vocals" in out
+
+
+def test_layout_option(capsys, tmp_path):
+    """--layout whole writes the plain-operator graph (for runtimes without Scan), recorded in
+    the metadata; the step graph has no layout to choose."""
+    import onnx
+
+    config = ModelConfig(n_fft=512, n_hop=128, hidden_size=8, nb_layers=1, max_bin=100)
+    model = get_architecture("umx").build(config)
+    randomize(model, 4)
+    folder = save_model(tmp_path / "small", config, model)
+    for layout, scans in (("whole", 0), ("chunked", 2)):
+        path = tmp_path / f"{layout}.onnx"
+        code, _, err = cli(
+            capsys, "export", "--model", str(folder), "--out", str(path), "--layout", layout
+        )
+        assert code == 0, err
+        graph = onnx.load(path)
+        assert {p.key: p.value for p in graph.metadata_props}["layout"] == layout
+        assert sum(node.op_type == "Scan" for node in graph.graph.node) == scans
+    code, _, err = cli(
+        capsys, "export", "--model", str(folder), "--out", str(tmp_path / "s.onnx"), "--step",
+        "--layout", "whole",
+    )  # fmt: skip
+    assert code == 1 and "--layout applies to the whole-song graph" in err
+    assert not (tmp_path / "s.onnx").exists()
