@@ -113,12 +113,13 @@ class ThreeStageIrfft(nn.Module):
             raise ValueError(f"n_fft={n_fft}, n_hop={n_hop} has no three-stage factorisation")
         self.na, self.nb, self.nc = factors
         self.n_fft, self.n_hop = n_fft, n_hop
-        bases = inverse_bases3(*factors, window.double().numpy())
+        weights, stage_a, stage_b1, stage_b2 = inverse_bases3(*factors, window.double().numpy())
+        bases = (weights, stage_a, stage_b1, stage_b2.transpose(0, 1).contiguous())  # (Nb, Nc, …)
         for name, value in zip(("weights", "stage_a", "stage_b1", "stage_b2"), bases, strict=True):
             self.register_buffer(name, value, persistent=False)
 
     def frames(self, re: Tensor, im: Tensor) -> Tensor:
-        """``re, im (B, N, F)`` → windowed frames ``(Nc, Nb, B·N, Na)``."""
+        """``re, im (B, N, F)`` → windowed frames ``(Nb, Nc, B·N, Na)``."""
         na, nb, nc = self.na, self.nb, self.nc
         batch, nb_frames, nb_bins = re.shape
         rows, inner = nc // 2 + 1, na * nb
@@ -127,8 +128,8 @@ class ThreeStageIrfft(nn.Module):
         t = torch.matmul(self.stage_a, both.reshape(-1, 2 * rows, inner))  # (B·N, 2·Nc, Na·Nb)
         t = t.reshape(-1, 2, nc, nb, na).permute(2, 1, 3, 0, 4).reshape(nc, 2 * nb, -1)
         u = torch.matmul(self.stage_b1, t)  # (Nc, 2·Nb, B·N·Na)
-        u = u.reshape(nc, 2, nb, -1, na).permute(0, 2, 3, 1, 4).reshape(nc, nb, -1, 2 * na)
-        return torch.matmul(u, self.stage_b2)  # (Nc, Nb, B·N, Na)
+        u = u.reshape(nc, 2, nb, -1, na).permute(2, 0, 3, 1, 4).reshape(nb, nc, -1, 2 * na)
+        return torch.matmul(u, self.stage_b2)  # (Nb, Nc, B·N, Na)
 
     def forward(self, re: Tensor, im: Tensor, frames_first: bool = False) -> Tensor:
         """``re, im (B, N, F)`` (``(N, B, F)`` with ``frames_first``) → ``(B, (N + R − 1) ·
@@ -138,7 +139,7 @@ class ThreeStageIrfft(nn.Module):
         run = na * self.n_hop // self.n_fft  # values of na per hop-long block
         lead = (re.shape[1], re.shape[0]) if frames_first else (re.shape[0], re.shape[1])
         batch, nb_frames = lead
-        frames = self.frames(re, im)  # (Nc, Nb, B·N or N·B, Na)
+        frames = self.frames(re, im)  # (Nb, Nc, B·N or N·B, Na)
         if frames_first:
             frames = frames.reshape(nc * nb, nb_frames, batch, na)
             pieces = frames.reshape(nc * nb, nb_frames, batch, -1, run).unbind(3)
@@ -148,8 +149,11 @@ class ThreeStageIrfft(nn.Module):
             for k in range(1, blocks):  # piece k of every frame lands k hops later
                 shifted = [zeros[:, :k], pieces[k], zeros[:, : blocks - 1 - k]]
                 out = out + torch.cat([t for t in shifted if t.shape[1]], dim=1)
-            out = out.reshape(nc, nb, -1, batch, run).permute(3, 2, 4, 1, 0)
+            # samples in order: (Nb·Nc) to the innermost axis by one 2-D transpose
+            # (onnxruntime's blocked fast path), then whole hop-long blocks moved
+            out = out.reshape(nb * nc, -1).transpose(0, 1).reshape(-1, batch, self.n_hop)
+            out = out.transpose(0, 1)
         else:
-            out = overlap_add(frames.reshape(nc * nb * batch, nb_frames, na), run)
-            out = out.reshape(nc, nb, batch, -1, run).permute(2, 3, 4, 1, 0)
+            out = overlap_add(frames.reshape(nb * nc * batch, nb_frames, na), run)
+            out = out.reshape(nb, nc, batch, -1, run).permute(2, 3, 4, 0, 1)
         return out.reshape(batch, -1)
