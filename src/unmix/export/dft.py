@@ -158,9 +158,12 @@ class FactorisedRfft(nn.Module):
         channels, length = signal.shape
         nb_frames = 1 + (length - self.n_fft) // hop
         pieces = self.n_fft // hop
-        blocks = signal[:, : (nb_frames + pieces - 1) * hop].reshape(channels, -1, hop // n2, n2)
-        # (N2, C, Q, r) or (N2, Q, C, r): the one transpose at signal size
-        blocks = blocks.permute(3, 1, 0, 2) if frames_first else blocks.permute(3, 0, 1, 2)
+        rows = signal[:, : (nb_frames + pieces - 1) * hop].reshape(-1, n2)
+        # (N2, C, Q, r): the one transpose at signal size, 2-D (onnxruntime's fast path);
+        # frames first, (N2, Q, C, r) by moving whole rows of r samples
+        blocks = rows.transpose(0, 1).reshape(n2, channels, -1, hop // n2)
+        if frames_first:
+            blocks = blocks.transpose(1, 2)
         if frames_first:
             frames = torch.cat([blocks[:, a : a + nb_frames] for a in range(pieces)], dim=-1)
         else:
