@@ -26,8 +26,9 @@ from ..separator import Separator
 from .chunked import plan_chunks
 from .compose import chunked_graph
 from .graph import SeparationGraph
-from .metadata import INPUT_NAME, OPSET, OUTPUT_NAME, SETTING_KEYS, GraphInfo
+from .metadata import INPUT_NAME, OUTPUT_NAME, SETTING_KEYS, GraphInfo
 from .runtime import OnnxGraph, import_onnxruntime
+from .tracing import trace
 
 #: largest difference to the torch separator accepted by the check after export
 #: (float32; measured differences are about 1e-6 of full scale)
@@ -65,36 +66,8 @@ def _trace(graph: SeparationGraph, nb_channels: int, n_fft: int, folder: Path) -
     """The ONNX bytes of ``graph`` (dynamic ``nb_samples``), traced in ``folder``."""
     example = torch.zeros(nb_channels, 4 * n_fft)
     example.normal_(generator=torch.Generator().manual_seed(0))
-    traced = folder / "traced.onnx"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # models that run branches on threads take the plain path
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph,
-                (example,),
-                traced,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {1: "nb_samples"}, OUTPUT_NAME: {2: "nb_samples"}},
-            )
-    except UnmixError:
-        raise
-    except Exception as exc:
-        kind = type(graph.model).__name__
-        raise UnmixError(
-            f"cannot export the {kind} model: the tracer failed ({str(exc).splitlines()[0][:200]})"
-        ) from None
-    finally:
-        torch.set_num_threads(threads)
-    return traced.read_bytes()
+    dynamic = {INPUT_NAME: {1: "nb_samples"}, OUTPUT_NAME: {2: "nb_samples"}}
+    return trace(graph, [example], [INPUT_NAME], [OUTPUT_NAME], dynamic, folder / "traced.onnx")
 
 
 def with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:

@@ -8,11 +8,8 @@ same names with ``_out``. It is checked against :class:`~unmix.realtime.causal.C
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,7 @@ from .driver import with_metadata
 from .metadata import OPSET
 from .runtime import import_onnxruntime
 from .step import StepGraph
+from .tracing import trace
 
 STEP_FORMAT = "unmix.step-graph/1"
 #: largest difference to the causal engine accepted by the check after export
@@ -108,18 +106,9 @@ def export_step_onnx(
     names = graph.state_names()
     block = torch.zeros(channels, engine.n_hop)
     with tempfile.TemporaryDirectory(prefix="unmix-export-") as tmp:
-        traced = Path(tmp) / "step.onnx"
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph, (block, *state), traced, dynamo=False, opset_version=OPSET,
-                input_names=["block", *names], output_names=["stems", *[f"{n}_out" for n in names]],
-            )  # fmt: skip
-        data = with_metadata(traced.read_bytes(), _metadata(engine, graph, separator, state))
+        outputs = ["stems", *[f"{n}_out" for n in names]]
+        traced = trace(graph, [block, *state], ["block", *names], outputs, {}, Path(tmp) / "s.onnx")
+        data = with_metadata(traced, _metadata(engine, graph, separator, state))
         with atomic_path(Path(path), suffix=".onnx.part") as part:
             part.write_bytes(data)
             return _check(part, engine, names, state)
