@@ -136,8 +136,8 @@ def forward_into(net: nn.Module, x: Tensor, out: Tensor) -> None:
     with torch.autocast("cpu", enabled=False):
         skip = torch.cat([h, lstm_out.to(DTYPE)], -1).view(nb_frames * nb_samples, -1)
         y = torch.relu_(functional.linear(skip, w2, b2.to(DTYPE)))
-        y = functional.linear(y, w3).float().view(nb_frames, nb_samples, nb_channels, nb_bins)
-        torch.addcmul(
-            shift3.view(nb_channels, nb_bins), y, scale3.view(nb_channels, nb_bins), out=out
-        )
+        y = functional.linear(y, w3).view(nb_frames, nb_samples, nb_channels, nb_bins)
+        out.copy_(y)  # to float32 in place: no temporary
+        shape = (nb_channels, nb_bins)
+        torch.addcmul(shift3.view(shape), out, scale3.view(shape), out=out)
         out.relu_().mul_(x)  # mask · mixture
