@@ -63,22 +63,9 @@ def test_threads_reach_the_graph_and_the_engine_batch(graph):
     assert (one.graph.threads, one.parallel_segments) == (1, 1)
     assert (two.graph.threads, two.parallel_segments) == (2, 2)
     plan = plan_segments(two, 1.0, 0.25)
-    # a chunked graph runs N segments side by side by default (one thread each) ...
-    assert two.graph.info.layout == "chunked"
-    assert auto_batch_size(one, plan) == 1 and auto_batch_size(two, plan) == 2
+    # side by side only when asked (--batch-size): not faster for float32, twice the memory
+    assert auto_batch_size(one, plan) == 1 and auto_batch_size(two, plan) == 1
     assert two.graph._narrow is None  # no second session until segments run side by side
-
-
-def test_whole_input_graphs_run_one_segment_at_a_time(graph, tmp_path):
-    """... a whole-input graph only when asked (--batch-size): 3.5 GB and more a segment."""
-    path = tmp_path / "whole.onnx"
-    model = get_architecture(STEREO.arch).build(STEREO)
-    randomize(model, 3)
-    sep = Separator(model, STEREO, WienerSettings(niter=1, wiener_win_len=20)).freeze()
-    export_onnx(sep, path, layout="whole")
-    two = with_threads(2, path)
-    assert two.graph.info.layout == "whole" and two.parallel_segments == 2
-    assert auto_batch_size(two, plan_segments(two, 1.0, 0.25)) == 1
 
 
 def test_segments_side_by_side_equal_one_at_a_time(graph, monkeypatch):

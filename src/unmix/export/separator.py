@@ -53,13 +53,6 @@ class OnnxSeparator(Separator):
         segments at a time."""
         return self.graph.parallel_segments
 
-    @property
-    def default_batch_size(self) -> int:
-        """Segments per call when ``--batch-size`` is not given: :attr:`parallel_segments`
-        for a chunked graph (each segment on one thread; about 1.2 GB each for umxhq size),
-        1 for a whole-input graph (3.5 GB and more per segment)."""
-        return self.parallel_segments if self.graph.info.layout == "chunked" else 1
-
     def forward(self, audio: Tensor) -> Tensor:
         """``(S, C, T)`` mixture → ``(S, J', C, T)`` stems; the ``S`` items side by side
         (:meth:`OnnxGraph.run_many`)."""
