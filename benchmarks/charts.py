@@ -30,14 +30,14 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 UNMIX, REFERENCE = "#1f77b4", "#999999"
 TARGETS = ("vocals", "drums", "bass", "other")
 
-#: docs/benchmarks.md, "Separation: speed and memory" (2026-11-24, AMD EPYC, 2 cores,
+#: docs/benchmarks.md, "Separation: speed and memory" (2026-12-06, AMD EPYC, 2 cores,
 #: torch 2.13.0 CPU, umxhq-sized models, file to files): minutes, RTF, peak GiB
 SEPARATION = {
     "minutes": [0.5, 3, 10, 60],
-    "unmix_rtf": [28.7, 26.7, 25.5, 24.8],
-    "unmix_gib": [1.07, 1.42, 1.46, 1.50],
-    "openunmix_rtf": [14.4, 10.5, 8.5, None],
-    "openunmix_gib": [1.25, 4.84, 15.16, None],
+    "unmix_rtf": [26.4, 22.4, 20.8, 21.2],
+    "unmix_gib": [0.79, 1.26, 1.28, 1.26],
+    "openunmix_rtf": [8.9, 7.9, 7.2, None],
+    "openunmix_gib": [1.25, 4.99, 15.09, None],
 }
 
 #: docs/benchmarks.md, "Metrics: BSSEval v4, unmix vs museval" (2026-12-02, same VM):
