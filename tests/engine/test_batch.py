@@ -285,6 +285,11 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path, slow_input):
     model, inp = slow_input
     out = tmp_path / "out"
     proc = _start(model, inp, out)
+    # the writer opens its two temporary files one after the other: kill once both exist
+    # (killed between the two, one was left: a race the test lost in one CI run)
+    deadline = time.monotonic() + 60
+    while len(list(out.rglob("*.part"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.kill()
     proc.communicate(timeout=60)
     assert [p.name.startswith(".unmix-") for p in out.rglob("*.part")] == [True, True]
