@@ -105,7 +105,7 @@ def _chunks(x: Tensor, plan: ChunkPlan) -> Tensor:
 class Head(nn.Module):
     """``mixture (C, T)`` → ``V (K, c, J, C_model, F)``, ``xr, xi (K, c, C, F)``."""
 
-    def __init__(self, separator: Separator, nb_channels: int, plan: ChunkPlan) -> None:
+    def __init__(self, separator: Separator, plan: ChunkPlan) -> None:
         super().__init__()
         config = separator.config
         self.model = separator.model

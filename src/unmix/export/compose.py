@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import UnmixError
 from ..separator import Separator
-from .chunked import ChunkFilter, ChunkPlan, ChunkStats, Head, Tail, WindowGains, plan_chunks
+from .chunked import ChunkFilter, ChunkPlan, ChunkStats, Head, Tail, WindowGains
 from .metadata import INPUT_NAME, OUTPUT_NAME
 from .tracing import trace
 
@@ -112,22 +112,21 @@ def renamed(graph: Any, prefix: str, wiring: dict[str, str]) -> Any:
 def chunked_graph(
     separator: Separator,
     nb_channels: int,
+    plan: ChunkPlan,
     folder: Path,
     quantize_head: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
-    """The joined graph of ``separator`` for ``nb_channels``-channel input (ONNX bytes).
+    """The joined graph of ``separator`` for ``nb_channels``-channel input (ONNX bytes),
+    frames grouped as ``plan`` says (:func:`~unmix.export.chunked.plan_chunks`).
 
     ``quantize_head`` (bytes → bytes) is applied to the traced head (STFT and networks).
     """
     config = separator.config
-    plan = plan_chunks(separator.wiener, nb_channels, config.n_fft // config.n_hop - 1)
-    if plan is None:
-        raise ValueError("Wiener windows shorter than a chunk's overlap: use the whole layout")
     nb_out = len(separator.output_names)
     joiner = _Joiner()
     example = torch.randn(nb_channels, 4 * config.n_fft, generator=torch.Generator().manual_seed(0))
     head = trace(
-        Head(separator, nb_channels, plan).eval(),
+        Head(separator, plan).eval(),
         [example],
         [INPUT_NAME],
         ["v", "xr", "xi"],

@@ -180,16 +180,15 @@ def export_onnx(
         )
     separator = separator.cpu().eval()
     config = separator.config
-    if layout == "chunked" and not plan_chunks(
-        separator.wiener, channels, config.n_fft // config.n_hop - 1
-    ):
+    plan = plan_chunks(separator.wiener, channels, config.n_fft // config.n_hop - 1)
+    if plan is None:
         layout = "whole"  # Wiener windows shorter than a chunk's overlap
     info = graph_info(separator, channels, quantize, layout)
     with tempfile.TemporaryDirectory(prefix="unmix-export-") as tmp:
         folder = Path(tmp)
-        if layout == "chunked":
+        if layout == "chunked" and plan is not None:
             quantizer = (lambda part: _quantize_int8(part, folder)) if quantize == "int8" else None
-            data = chunked_graph(separator, channels, folder, quantizer)
+            data = chunked_graph(separator, channels, plan, folder, quantizer)
         else:
             graph = SeparationGraph(separator, channels).eval()
             data = _trace(graph, channels, config.n_fft, folder)
