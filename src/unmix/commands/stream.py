@@ -31,6 +31,9 @@ modes:
     future audio; latency = chunk + lookahead. A bidirectional UMX carries its forward
     LSTM states and the Wiener statistics from chunk to chunk (1 s: >= 20 dB from offline);
     other models, or --context, separate windows of past context + chunk + lookahead.
+    With blocks shorter than the chunk (--background auto), each chunk is computed on a
+    worker thread while the next blocks come in: one more chunk of latency, the same stems,
+    and no block waits for a whole chunk's compute.
 
 output:
   OUT/<input name>/<target>.<ext>, shifted back by the latency so that the stems line up
@@ -41,6 +44,7 @@ examples:
   unmix stream song.wav --realtime --block 512
   unmix stream song.wav --realtime --buffer-blocks 2   (deadline two blocks after arrival)
   unmix stream song.wav --model umxhq --lookahead 1.0
+  unmix stream song.wav --model umxhq --lookahead 1.0 --realtime --block 1024
   unmix stream --input-device default --output-device default --play vocals   (needs unmix[live])
 """
 
@@ -123,6 +127,14 @@ def _stream_options(s: argparse._ArgumentGroup) -> None:
         help="lookahead mode: separate windows with SEC of past context instead of carrying "
         "state (default: a bidirectional UMX carries its state; other models take the "
         "lookahead, at least one chunk; docs/realtime.md)",
+    )
+    s.add_argument(
+        "--background",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="lookahead mode: compute each chunk on a worker thread while the next blocks "
+        "come in, for one more chunk of latency (auto: when --block is shorter than the "
+        "chunk; docs/realtime.md)",
     )
     s.add_argument(
         "--precision",
@@ -209,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
         raise UnmixError(f"{args.input} is not a file")
     channels = None if live else audio_io.info(args.input).nb_channels
     wiener = CausalWiener(args.niter, args.softmask, args.residual, args.wiener_memory)
+    if args.background == "on" and args.lookahead is None:
+        raise UnmixError("--background on is for lookahead mode: give --lookahead SEC too")
     stream = StreamSeparator(
         args.model, lookahead=args.lookahead, chunk=args.chunk, context=args.context,
         nb_channels=channels,
@@ -217,21 +231,53 @@ def run(args: argparse.Namespace) -> int:
     block = args.block or stream.separator.config.n_hop
     if not 1 <= block <= 10 * stream.sample_rate:
         raise UnmixError(f"--block must be 1..{10 * stream.sample_rate} samples, got {block}")
+    if _background(args.background, stream, block):
+        stream = StreamSeparator(
+            stream.separator, lookahead=args.lookahead, chunk=args.chunk, context=args.context,
+            nb_channels=channels, background=True,
+        )  # fmt: skip
     pacer = Pacer(block / stream.sample_rate, realtime=args.realtime and not live,
                   buffer_blocks=buffers)  # fmt: skip
     info = {"model": str(args.model), "lookahead_s": args.lookahead, "threads": args.threads,
-            "precision": stream.precision}  # fmt: skip
+            "precision": stream.precision, **_lookahead_info(stream)}  # fmt: skip
     if live:
         run_live(stream, block, pacer, args.input_device, args.output_device, args.play,
                  args.buffer_blocks)  # fmt: skip
     else:
         _run_file(args, stream, block, pacer)
     report = stream_report(pacer, stream.latency, block, stream.sample_rate, info)
+    if stream.background:
+        report["chunk_waits"] = stream.waits
+        report["worker_priority"] = stream.worker_priority
     if not args.quiet:
         print(_summary_line(report))
     if args.report is not None:
         atomic_write_text(args.report, json.dumps(_finite(report), indent=2) + "\n")
     return 0
+
+
+def _background(choice: str, stream: StreamSeparator, block: int) -> bool:
+    """Whether to compute the chunks in the background: ``on``, or ``auto`` in lookahead
+    mode with blocks shorter than a chunk (else one block's call would compute a chunk)."""
+    chunk = getattr(stream.engine, "chunk", None)  # lookahead engines only
+    if chunk is None or choice == "off":
+        return False
+    return choice == "on" or block < chunk
+
+
+def _lookahead_info(stream: StreamSeparator) -> dict[str, object]:
+    """What makes up the latency in lookahead mode (report fields; empty if causal)."""
+    chunk = getattr(stream.engine, "chunk", None)
+    if chunk is None:
+        return {}
+    rate = stream.sample_rate
+    return {
+        "chunk_samples": chunk,
+        "lookahead_samples": stream.engine.lookahead,  # type: ignore[union-attr]
+        "background": stream.background,
+        "background_latency_samples": stream.background_latency,
+        "background_latency_ms": 1000.0 * stream.background_latency / rate,
+    }
 
 
 def _run_file(args: argparse.Namespace, stream: StreamSeparator, block: int, pacer: Pacer) -> None:
@@ -251,8 +297,8 @@ def _run_file(args: argparse.Namespace, stream: StreamSeparator, block: int, pac
 def _summary_line(report: dict[str, object]) -> str:
     """The one-line timing summary: compute, and with --realtime overruns and lateness."""
     line = (
-        f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms), "
-        f"output latency {report['output_latency_ms']:.1f} ms with "
+        f"latency {report['latency_samples']} samples ({report['latency_ms']:.1f} ms"
+        f"{_latency_parts(report)}), output latency {report['output_latency_ms']:.1f} ms with "
         f"{report['buffer_blocks']} output block(s); "
         f"{report['blocks']} blocks of {report['block_samples']} samples "
         f"({report['block_ms']:.1f} ms): compute p50 {report['p50_ms']:.2f} ms, "
@@ -268,6 +314,8 @@ def _summary_line(report: dict[str, object]) -> str:
             f"{report['response_max_ms']:.2f} ms; wake-up p99 {report['wake_p99_ms']:.2f} ms; "
             f"{report['input_waits']} input waits; priority {report['priority']}"
         )
+        if report.get("worker_priority"):
+            line += f" (chunk worker: {report['worker_priority']})"
     if report["slow_blocks"]:
         line += (
             f"; {report['slow_blocks']} blocks computed longer than a block "
@@ -276,6 +324,22 @@ def _summary_line(report: dict[str, object]) -> str:
     if report.get("steal_ms"):
         line += f"; the host stole {report['steal_ms']:.0f} ms of CPU time"
     return line
+
+
+def _latency_parts(report: dict[str, object]) -> str:
+    """Lookahead mode: what the latency is made of, and the chunks' own deadline."""
+    if "chunk_samples" not in report:
+        return ""
+    ms = 1000.0 / float(report["sample_rate"])  # type: ignore[arg-type]
+    chunk, ahead = report["chunk_samples"], report["lookahead_samples"]
+    parts = f": chunk {chunk * ms:.1f} ms + lookahead {ahead * ms:.1f} ms"  # type: ignore[operator]
+    if not report["background"]:
+        return parts + ", each chunk computed in the call of the block that completes it"
+    return (
+        f"{parts} + {report['background_latency_ms']:.1f} ms: each chunk computed in the "
+        f"background, due one chunk after it is complete; {report.get('chunk_waits', 0)} "
+        "blocks waited for one"
+    )
 
 
 def _finite(report: dict[str, object]) -> dict[str, object]:

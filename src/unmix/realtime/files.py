@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import audio as audio_io
 from ..errors import AudioError, UnmixError
+from .causal import CausalEngine
 from .pacing import Pacer
 from .pipeline import run_pipeline
 from .stream import StreamSeparator
@@ -54,12 +55,18 @@ def warm_up(stream: StreamSeparator, block: int, blocks: int = WARM_UP_BLOCKS) -
     Before a paced run: the first real block then finds the weights in the caches and its
     code paths run once already (measured, umx-rt-preview, one thread: a cold first block
     took 4-14 ms, a warm one 3-8 ms, against an 11.6-ms block). The stream's output is
-    unchanged (a reset stream is a new stream).
+    unchanged (a reset stream is a new stream). In lookahead mode the silence goes on until
+    a chunk has been computed (``latency`` samples: a chunk's code and memory warm too), and
+    the background waits it made are not counted.
     """
     silence = np.zeros((stream.nb_channels, block), np.float32)
+    engine = getattr(stream, "engine", None)  # (a stand-in stream may have none)
+    if engine is not None and not isinstance(engine, CausalEngine):  # lookahead mode
+        blocks = max(blocks, -(-(stream.latency + 1) // block))
     for _ in range(blocks):
         stream.process(silence)
     stream.reset()
+    stream.waits = 0
 
 
 def reblock(blocks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:

@@ -15,6 +15,7 @@ never been given.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import overload
 
@@ -26,6 +27,7 @@ from ..errors import AudioError, UnmixError
 from ..filtering import WienerSettings
 from ..hub.loading import load_separator
 from ..separator import Separator
+from .background import ChunkWorker
 from .causal import CausalEngine, CausalState
 from .lookahead import LookaheadEngine, LookaheadState, lookahead_engine
 from .lookahead_carried import CarriedLookaheadEngine, CarriedState
@@ -38,6 +40,9 @@ DEFAULT_STREAM_MODEL = "umx-rt-preview"
 MAX_PEAK = 1e10
 #: largest block accepted by one call (10 minutes at 48 kHz)
 MAX_BLOCK = 48_000 * 600
+
+_Engine = CausalEngine | LookaheadEngine | CarriedLookaheadEngine
+_State = CausalState | LookaheadState | CarriedState
 
 
 class StreamSeparator:
@@ -63,6 +68,12 @@ class StreamSeparator:
             ``"fp16"`` (half-precision weights, float32 arithmetic) or ``"int8"`` (int8
             weights, inputs quantised per frame); see :mod:`unmix.realtime.packed`. The
             STFT, Wiener filter and overlap-add are float32 in every precision.
+        background: lookahead mode only: compute each chunk on a worker thread while the
+            next blocks come in (:mod:`unmix.realtime.background`), for blocks shorter than
+            a chunk; the output is the same samples one chunk later (``latency`` grows by
+            :attr:`background_latency`, one chunk), and no call waits for a chunk's compute
+            unless the worker is more than a chunk behind. An error of the background
+            compute is raised by the call that needed its output, and the stream is reset.
 
     Raises:
         UnmixError: a bidirectional model without ``lookahead``, a rate other than the
@@ -81,7 +92,13 @@ class StreamSeparator:
         wiener: CausalWiener | None = None,
         targets: list[str] | None = None,
         precision: StreamPrecision | str = "fp32",
+        background: bool = False,
     ) -> None:
+        if background and lookahead is None:
+            raise UnmixError(
+                "background chunk computation is for lookahead mode (give a lookahead); the "
+                "causal mode computes each block as it comes"
+            )
         self.precision: StreamPrecision = check_stream_precision(precision)
         if self.precision != "fp32" and lookahead is not None:
             raise UnmixError(
@@ -112,7 +129,7 @@ class StreamSeparator:
         # a mono stream into a stereo causal model runs on the duplicated signal
         self._upmix = channels == 1 and cfg.nb_channels == 2 and lookahead is None
         engine_channels = 2 if self._upmix else channels
-        self.engine: CausalEngine | LookaheadEngine | CarriedLookaheadEngine
+        self.engine: _Engine
         if lookahead is None:
             causal = wiener or CausalWiener.from_settings(separator.wiener)
             self.engine = CausalEngine(separator, causal, engine_channels, self.precision)
@@ -124,7 +141,18 @@ class StreamSeparator:
             past = None if context is None else _samples(context, rate, "context")
             self.engine = lookahead_engine(separator, lookahead_n, chunk_n, past, channels)
             self._skip = 0
-        self.latency: int = self.engine.latency
+        self.background = background
+        #: samples the background computation adds to the latency: one chunk (else 0)
+        self.background_latency = 0
+        if background and not isinstance(self.engine, CausalEngine):
+            self.background_latency = self.engine.chunk
+        self.latency: int = self.engine.latency + self.background_latency
+        self._worker: ChunkWorker[_State] | None = None
+        #: background: calls that had to wait for the worker (more than a chunk behind; not
+        #: reset by :meth:`reset`)
+        self.waits = 0
+        #: background: the scheduling the last worker thread ran at (``None``: none ran yet)
+        self.worker_priority: str | None = None
         self.reset()
 
     @property
@@ -134,7 +162,11 @@ class StreamSeparator:
 
     def reset(self) -> None:
         """Start a new stream (silence before it)."""
-        self._state: CausalState | LookaheadState | CarriedState = self.engine.initial()
+        if self._worker is not None:
+            self._worker_end()
+            self.worker_priority = self._worker.priority
+            self._worker = None
+        self._state: _State = self.engine.initial()
         self._ready = torch.zeros(len(self.output_names), self.nb_channels, self.latency)
         self._to_skip = self._skip
         self._received = 0
@@ -167,6 +199,12 @@ class StreamSeparator:
         afterwards.
         """
         need = self.latency
+        if self.background:  # the same silence as without, then more until enough came back
+            silence = torch.zeros(self.nb_channels, max(self.engine.latency, 1))
+            worker = self._running_worker()
+            while self._ready.shape[-1] < need:
+                worker.submit(silence)
+                self._collect(worker, until=need, everything=True)
         while self._ready.shape[-1] < need:  # push silence until the last input is complete
             self._commit(torch.zeros(self.nb_channels, max(need, 1)))
         out = self._ready[..., :need].clone()
@@ -174,7 +212,12 @@ class StreamSeparator:
         return out.numpy()
 
     def _run(self, audio: Tensor, count: int) -> Tensor:
-        self._commit(audio)
+        if self.background:
+            worker = self._running_worker()
+            worker.submit(audio)
+            self._collect(worker, until=count)
+        else:
+            self._commit(audio)
         out = self._ready[..., :count]
         self._ready = self._ready[..., count:]
         self._received += count
@@ -182,17 +225,49 @@ class StreamSeparator:
 
     def _commit(self, audio: Tensor) -> None:
         """Advance the engine by ``audio``; the state changes only if it all succeeds."""
-        engine_in = audio.expand(2, -1) if self._upmix else audio
         with torch.inference_mode():
-            out, state = self.engine.advance(self._state, engine_in)  # type: ignore[arg-type]
-            if self._upmix:
-                out = out.mean(1, keepdim=True)
-        skip = min(self._to_skip, out.shape[-1])
+            out, state = _advance(self.engine, self._upmix, self._state, audio)
         if not torch.isfinite(out).all():
             raise UnmixError("the model produced NaN or infinite output; the block was dropped")
         self._state = state
+        self._append(out)
+
+    def _append(self, out: Tensor) -> None:
+        skip = min(self._to_skip, out.shape[-1])
         self._to_skip -= skip
         self._ready = torch.cat([self._ready, out[..., skip:]], -1)
+
+    def _running_worker(self) -> ChunkWorker[_State]:
+        """The background worker, started (from the stream's state) on first use."""
+        if self._worker is None:
+            advance = _Advance(self.engine, self._upmix)
+            self._worker = ChunkWorker(advance, self._state)
+            self._worker_end = weakref.finalize(self, self._worker.stop)
+        return self._worker
+
+    def _collect(self, worker: ChunkWorker[_State], until: int, everything: bool = False) -> None:
+        """Take the finished outputs, then wait until ``until`` samples are ready (or all
+        pending ones have come back, with ``everything``); a worker's error resets the stream."""
+        waited = False
+        try:
+            while worker.pending:
+                out = worker.result(wait=False)
+                if out is None:
+                    if self._ready.shape[-1] >= until and not everything:
+                        break
+                    waited = True
+                    out = worker.result(wait=True)
+                assert out is not None
+                if not torch.isfinite(out).all():
+                    raise UnmixError(
+                        "the model produced NaN or infinite output in a chunk computed in the "
+                        "background; the stream was reset"
+                    )
+                self._append(out)
+        except BaseException:
+            self.reset()
+            raise
+        self.waits += waited and not everything
 
     def _checked(self, block: np.ndarray | Tensor) -> Tensor:
         audio = torch.as_tensor(block)
@@ -212,6 +287,26 @@ class StreamSeparator:
         if peak > MAX_PEAK:
             raise AudioError(f"the block holds samples up to {peak:.3g} (full scale is 1.0)")
         return audio.clone()
+
+
+class _Advance:
+    """The stream's pure step ``(state, block) -> (output, state)``, for the worker thread
+    (holding the engine, not the stream, so that a forgotten stream's worker ends)."""
+
+    def __init__(self, engine: _Engine, upmix: bool) -> None:
+        self.engine, self.upmix = engine, upmix
+
+    def __call__(self, state: _State, audio: Tensor) -> tuple[Tensor, _State]:
+        return _advance(self.engine, self.upmix, state, audio)
+
+
+def _advance(engine: _Engine, upmix: bool, state: _State, audio: Tensor) -> tuple[Tensor, _State]:
+    """``engine.advance`` of ``audio (C, n)`` (duplicated into a stereo causal model)."""
+    engine_in = audio.expand(2, -1) if upmix else audio
+    out, state = engine.advance(state, engine_in)  # type: ignore[arg-type]
+    if upmix:
+        out = out.mean(1, keepdim=True)
+    return out, state
 
 
 def _samples(seconds: float, rate: int, what: str = "chunk") -> int:
