@@ -11,6 +11,11 @@ A block is checked before anything changes (shape, channel count, finite samples
 the engines are pure functions of (state, block) whose result is committed only when the
 whole call succeeded: a bad block raises one clear error and the stream goes on as if it had
 never been given.
+
+In lookahead mode with ``background=True`` the engine runs on a worker thread
+(:mod:`unmix.realtime.background`): each call only hands its block over and returns
+finished output, and the output comes one chunk later (the same samples). An error of the
+background compute is raised by the call that needs its output, and the stream is reset.
 """
 
 from __future__ import annotations
@@ -187,6 +192,8 @@ class StreamSeparator:
 
         Raises:
             AudioError: a bad block (nothing changes; the stream stays usable).
+            UnmixError: a non-finite model output (the block is dropped; with ``background``
+                the stream is reset instead, see the module docstring).
         """
         audio = self._checked(block)
         out = self._run(audio, audio.shape[1])
