@@ -31,9 +31,10 @@ modes:
     future audio; latency = chunk + lookahead. A bidirectional UMX carries its forward
     LSTM states and the Wiener statistics from chunk to chunk (1 s: >= 20 dB from offline);
     other models, or --context, separate windows of past context + chunk + lookahead.
-    With blocks shorter than the chunk (--background auto), each chunk is computed on a
-    worker thread while the next blocks come in: one more chunk of latency, the same stems,
-    and no block waits for a whole chunk's compute.
+    With blocks shorter than the chunk (--background auto; the default block, the model's
+    hop, is), each chunk is computed on a worker thread while the next blocks come in: one
+    more chunk of latency, the same stems, and no block waits for a chunk's compute as
+    long as one chunk computes within one chunk's duration.
 
 output:
   OUT/<input name>/<target>.<ext>, shifted back by the latency so that the stems line up
