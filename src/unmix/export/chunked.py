@@ -31,6 +31,7 @@ from torch.nn import functional
 from ..filtering import WienerSettings
 from ..models.umx import UMX
 from ..separator import Separator
+from .folding import FoldedBranch
 from .spectral import GraphISTFT, GraphSTFT
 from .wiener import (
     Pair,
@@ -112,13 +113,18 @@ class Head(nn.Module):
         self.plan = plan
         self.mono_model = config.nb_channels == 1
         self.stft = GraphSTFT(config.n_fft, config.n_hop)
+        model = self.model
+        self.folded = (
+            nn.ModuleList(FoldedBranch(model.branch(t)) for t in model.targets)
+            if type(model) is UMX
+            else None
+        )
 
     def magnitudes(self, mag: Tensor) -> Tensor:
-        """``(N, C_model, F)`` → ``(N, J, C_model, F)`` (UMX branches stacked directly)."""
-        if type(self.model) is UMX:
-            x = mag[:, None]  # (N, 1, C, F)
-            nets = [self.model.branch(t) for t in self.model.targets]
-            masks = [net.decode(net.skip(net.encode(x)), x.shape[2])[:, 0] for net in nets]
+        """``(N, C_model, F)`` → ``(N, J, C_model, F)`` (UMX: the folded branches of
+        :mod:`~unmix.export.folding`, stacked directly)."""
+        if self.folded is not None:
+            masks = [branch(mag) for branch in self.folded]
             return torch.stack(masks, dim=1) * mag[:, None]
         V: Tensor = self.model(mag.permute(1, 2, 0)[None])[0]  # (C_model, F, N, J)
         return V.permute(2, 3, 0, 1)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..models.umx import UMX
 from ..separator import Separator
+from .folding import FoldedBranch
 from .spectral import GraphISTFT, GraphSTFT
 from .wiener import from_windows, to_windows, wiener_windows
 
@@ -35,19 +36,25 @@ class SeparationGraph(nn.Module):
         self.mono_model = config.nb_channels == 1
         self.stft = GraphSTFT(config.n_fft, config.n_hop)
         self.istft = GraphISTFT(config.n_fft, config.n_hop)
+        model = self.model
+        self.folded = (
+            nn.ModuleList(FoldedBranch(model.branch(t)) for t in model.targets)
+            if type(model) is UMX
+            else None
+        )
 
     def magnitudes(self, mag: Tensor) -> Tensor:
         """Mixture magnitude ``(C, N, F)`` → target magnitudes ``(J, C, N, F)``.
 
-        A :class:`~unmix.models.umx.UMX` runs its branches here and stacks them (what its
-        ``forward`` computes, without the output buffer that becomes four ``ScatterND``
-        copies in the graph); other models run their own ``forward``.
+        A :class:`~unmix.models.umx.UMX` runs its branches here, their affine maps folded
+        (:mod:`~unmix.export.folding`), and stacks them (what its ``forward`` computes,
+        without the output buffer that becomes four ``ScatterND`` copies in the graph);
+        other models run their own ``forward``.
         """
-        if type(self.model) is UMX:
-            x = mag.transpose(0, 1)[:, None]  # (N, 1, C, F)
-            nets = [self.model.branch(t) for t in self.model.targets]
-            masks = [net.decode(net.skip(net.encode(x)), x.shape[2]) for net in nets]
-            return (torch.stack(masks)[:, :, 0] * x[:, 0]).transpose(1, 2)
+        if self.folded is not None:
+            x = mag.transpose(0, 1)  # (N, C, F)
+            masks = [branch(x) for branch in self.folded]
+            return (torch.stack(masks) * x).transpose(1, 2)
         V: Tensor = self.model(mag.transpose(1, 2)[None])[0]  # (C_model, F, N, J)
         return V.permute(3, 0, 2, 1)
 
