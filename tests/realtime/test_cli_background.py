@@ -64,8 +64,7 @@ def test_realtime_small_blocks_run_in_the_background_and_say_so(
     assert "blocks waited for one), output latency 191.9 ms with 1 output block(s)" in line
     assert "(chunk worker: " in line  # the worker thread's scheduling
     # without the worker (and without pacing): the same samples, one chunk less latency
-    stats = _stream(song, bidirectional, tmp_path / "sync", "--block", "64",
-                    "--background", "off")  # fmt: skip
+    stats = _stream(song, bidirectional, tmp_path / "sync", "--block", "64")
     assert stats["background"] is False and stats["latency_samples"] == 2303
     assert "each chunk computed in the call of the block that completes it" in (
         capsys.readouterr().out
@@ -78,9 +77,12 @@ def test_realtime_small_blocks_run_in_the_background_and_say_so(
 def test_auto_keeps_blocks_of_a_chunk_or_more_in_the_call(
     bidirectional: Path, song: Path, tmp_path: Path
 ) -> None:
-    stats = _stream(song, bidirectional, tmp_path, "--block", "768", "-q")
+    stats = _stream(song, bidirectional, tmp_path, "--block", "768", "--realtime", "-q")
     assert stats["background"] is False and stats["background_latency_samples"] == 0
     assert "chunk_waits" not in stats
+    # unpaced (no deadlines): small blocks stay in the call too
+    stats = _stream(song, bidirectional, tmp_path, "--block", "64", "--force", "-q")
+    assert stats["background"] is False and stats["latency_samples"] == 2303
     stats = _stream(song, bidirectional, tmp_path, "--block", "768", "--background", "on",
                     "--force", "-q")  # fmt: skip
     assert stats["background"] is True and stats["latency_samples"] == 2303 + 768

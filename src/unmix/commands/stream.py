@@ -31,10 +31,10 @@ modes:
     future audio; latency = chunk + lookahead. A bidirectional UMX carries its forward
     LSTM states and the Wiener statistics from chunk to chunk (1 s: >= 20 dB from offline);
     other models, or --context, separate windows of past context + chunk + lookahead.
-    With blocks shorter than the chunk (--background auto; the default block, the model's
-    hop, is), each chunk is computed on a worker thread while the next blocks come in: one
-    more chunk of latency, the same stems, and no block waits for a chunk's compute as
-    long as one chunk computes within one chunk's duration.
+    Paced (--realtime, sound cards) with blocks shorter than the chunk (--background auto;
+    the default block, the model's hop, is), each chunk is computed on a worker thread
+    while the next blocks come in: one more chunk of latency, the same stems, and no block
+    waits for a chunk's compute as long as one chunk computes within one chunk's duration.
 
 output:
   OUT/<input name>/<target>.<ext>, shifted back by the latency so that the stems line up
@@ -134,8 +134,8 @@ def _stream_options(s: argparse._ArgumentGroup) -> None:
         default="auto",
         choices=("auto", "on", "off"),
         help="lookahead mode: compute each chunk on a worker thread while the next blocks "
-        "come in, for one more chunk of latency (auto: when --block is shorter than the "
-        "chunk; docs/realtime.md)",
+        "come in, for one more chunk of latency (auto: when paced, --realtime or a sound "
+        "card, and --block is shorter than the chunk; docs/realtime.md)",
     )
     s.add_argument(
         "--precision",
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     block = args.block or stream.separator.config.n_hop
     if not 1 <= block <= 10 * stream.sample_rate:
         raise UnmixError(f"--block must be 1..{10 * stream.sample_rate} samples, got {block}")
-    if _background(args.background, stream, block):
+    if _background(args.background, stream, block, paced=args.realtime or live):
         stream = StreamSeparator(
             stream.separator, lookahead=args.lookahead, chunk=args.chunk, context=args.context,
             nb_channels=channels, background=True,
@@ -257,13 +257,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _background(choice: str, stream: StreamSeparator, block: int) -> bool:
+def _background(choice: str, stream: StreamSeparator, block: int, paced: bool) -> bool:
     """Whether to compute the chunks in the background: ``on``, or ``auto`` in lookahead
-    mode with blocks shorter than a chunk (else one block's call would compute a chunk)."""
+    mode, paced (blocks have deadlines), with blocks shorter than a chunk (else one block's
+    call would compute a chunk). Unpaced, the worker would only add latency."""
     chunk = getattr(stream.engine, "chunk", None)  # lookahead engines only
     if chunk is None or choice == "off":
         return False
-    return choice == "on" or block < chunk
+    return choice == "on" or (paced and block < chunk)
 
 
 def _lookahead_info(stream: StreamSeparator) -> dict[str, object]:
