@@ -13,8 +13,10 @@ depending on each other:
   window sums the EM step needs (and of the mixture's peak).
 * :class:`WindowGains` — chunk sums → window statistics, repeated for every chunk.
 * :class:`ChunkFilter` (a ``Scan`` body) — one chunk through every EM step, the inverse
-  DFT and the overlap-add of its own frames: ``(B, (c + R − 1) · n_hop)`` samples.
-* :class:`Tail` — the chunks' pieces overlap-added, divided by Σ window², cut to length.
+  DFT and the overlap-add of its frames; what its last ``R − 1`` frames add to the next
+  chunk's samples is carried to the next iteration (a ``Scan`` state), so each chunk
+  comes out finished: ``(B, c · n_hop)`` samples.
+* :class:`Tail` — the chunks' samples in order, divided by Σ window², cut to length.
 
 :mod:`unmix.export.compose` traces each part and joins them into one ONNX graph; the
 stems equal the whole-input graph's up to the order of float32 sums.
@@ -228,20 +230,30 @@ class ChunkStats(_ChunkEM):
 
 
 class ChunkFilter(_ChunkEM):
-    """``Scan`` body: chunk → stems, overlap-added, ``(J'·C, (c + R − 1) · n_hop)``."""
+    """``Scan`` body: chunk → its stems' samples, ``(J'·C, c · n_hop)``, finished: the
+    overlap-add of its frames plus the spill of the chunks before (a ``Scan`` state)."""
 
     def __init__(self, separator: Separator, plan: ChunkPlan) -> None:
         super().__init__(separator.wiener, plan)
-        self.istft = GraphISTFT(separator.config.n_fft, separator.config.n_hop)
+        config = separator.config
+        self.istft = GraphISTFT(config.n_fft, config.n_hop)
+        self.spill = (config.n_fft // config.n_hop - 1) * config.n_hop
 
-    def forward(self, V: Tensor, xr: Tensor, xi: Tensor, *rest: Tensor) -> Tensor:
-        """``V (c, J, C_m, F)``, ``xr, xi (c, C, F)``, then ``gains…`` and ``scale (1,)``."""
+    def forward(
+        self, spill: Tensor, V: Tensor, xr: Tensor, xi: Tensor, *rest: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``spill (J'·C, (R − 1) · n_hop)``: what earlier chunks' frames add to this chunk's
+        first samples; ``V (c, J, C_m, F)``, ``xr, xi (c, C, F)``, then ``gains…`` and
+        ``scale (1,)`` → the next spill and this chunk's samples."""
         V5, mix = _one_frame_windows(V, xr, xi)
         gains, scale = (list(rest[:-1]), rest[-1]) if rest else ([], xr.new_ones(1))
         y_re, y_im = self.estimates(V5, mix, gains, scale)  # (c, J', C, 1, F)
         shape = (y_re.shape[0], -1, y_re.shape[-1])
         re, im = y_re.reshape(shape), y_im.reshape(shape)  # (c, J'·C, F): frames first
-        return self.istft.overlap_added(re, im, frames_first=True)
+        added = self.istft.overlap_added(re, im, frames_first=True)  # (B, (c + R − 1)·hop)
+        size, own = self.spill, added.shape[1] - self.spill
+        samples = torch.cat([added[:, :size] + spill, added[:, size:own]], dim=1)
+        return added[:, own:], samples
 
 
 class WindowGains(nn.Module):
@@ -281,25 +293,20 @@ class WindowGains(nn.Module):
 
 
 class Tail(nn.Module):
-    """Chunk pieces ``(K, B, (c + R − 1) · n_hop)`` → stems ``(J', C, T)``."""
+    """Chunk samples ``(K, B, c · n_hop)`` and the last spill ``(B, (R − 1) · n_hop)`` →
+    stems ``(J', C, T)``."""
 
     def __init__(self, separator: Separator, plan: ChunkPlan, nb_outputs: int) -> None:
         super().__init__()
         config = separator.config
         self.istft = GraphISTFT(config.n_fft, config.n_hop)
-        self.frames, self.hop = plan.frames, config.n_hop
-        self.overhang = config.n_fft // config.n_hop - 1
+        self.hop = config.n_hop
         self.nb_outputs = nb_outputs
 
-    def forward(self, pieces: Tensor, mixture: Tensor) -> Tensor:
+    def forward(self, samples: Tensor, spill: Tensor, mixture: Tensor) -> Tensor:
         """``mixture (C, T)`` gives the length ``T`` (and ``C``)."""
-        c, hop, extra = self.frames, self.hop, self.overhang
-        nb_chunks, batch = pieces.shape[0], pieces.shape[1]
-        blocks = pieces.reshape(nb_chunks, batch, c + extra, hop)
-        own = blocks[:, :, :c].permute(1, 0, 2, 3).reshape(batch, -1, hop)
-        spill = functional.pad(blocks[:, :, c:], (0, 0, 0, c - extra))
-        spill = spill.permute(1, 0, 2, 3).reshape(batch, -1, hop)
-        joined = functional.pad(own, (0, 0, 0, c)) + functional.pad(spill, (0, 0, c, 0))
-        nb_frames = mixture.shape[-1] // hop + 1
-        audio = self.istft.normalised(joined.reshape(batch, -1), nb_frames, mixture)
+        batch = samples.shape[1]
+        joined = torch.cat([samples.transpose(0, 1).reshape(batch, -1), spill], dim=1)
+        nb_frames = mixture.shape[-1] // self.hop + 1
+        audio = self.istft.normalised(joined, nb_frames, mixture)
         return audio.reshape(self.nb_outputs, mixture.shape[0], -1)

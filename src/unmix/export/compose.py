@@ -48,8 +48,17 @@ class _Joiner:
         self.nodes += graph.node
         self.initializers += graph.initializer
 
-    def scan(self, data: bytes, prefix: str, inputs: list[str], outputs: list[str]) -> None:
-        """Add a ``Scan`` over axis 0 of ``inputs`` whose body is the traced part ``data``."""
+    def scan(
+        self,
+        data: bytes,
+        prefix: str,
+        inputs: list[str],
+        outputs: list[str],
+        states: tuple[list[str], list[str]] = ([], []),
+    ) -> None:
+        """Add a ``Scan`` over axis 0 of ``inputs`` whose body is the traced part ``data``;
+        ``states`` names the initial and the final values of its state variables (the
+        body's first inputs and outputs)."""
         import onnx
         from onnx import helper
 
@@ -57,10 +66,22 @@ class _Joiner:
         self._adopt(model)
         body = renamed(model.graph, prefix, {})
         body.name = prefix.strip("/")
+        first, last = states
         node = helper.make_node(
-            "Scan", inputs, outputs, name=prefix + "Scan", body=body, num_scan_inputs=len(inputs)
+            "Scan",
+            [*first, *inputs],
+            [*last, *outputs],
+            name=prefix + "Scan",
+            body=body,
+            num_scan_inputs=len(inputs),
         )
         self.nodes.append(node)
+
+    def constant(self, name: str, value: Tensor) -> None:
+        """Add an initialiser (a float tensor) called ``name``."""
+        from onnx import numpy_helper
+
+        self.initializers.append(numpy_helper.from_array(value.numpy(), name))
 
     def model(self, channels: int) -> Any:
         from onnx import TensorProto, helper
@@ -139,30 +160,33 @@ def chunked_graph(
     gains = _em_passes(joiner, separator, nb_channels, plan, folder)
     chunk = _chunk_examples(separator, nb_channels, plan)
     extra = [*gains, "scale"] if gains else []
+    spill = torch.zeros(nb_out * nb_channels, (config.n_fft // config.n_hop - 1) * config.n_hop)
     body = trace(
         ChunkFilter(separator, plan).eval(),
         [
+            spill,
             *chunk,
             *([chunk_gains(separator, plan)] * len(gains)),
             *([torch.ones(1)] if gains else []),
         ],
-        ["v", "xr", "xi", *[f"g{i}" for i in range(len(gains))], *(["scale"] if gains else [])],
-        ["pieces"],
+        ["spill", "v", "xr", "xi", *[f"g{i}" for i in range(len(gains))], *extra[len(gains) :]],
+        ["spill_out", "samples"],
         {},
         folder / "filter.onnx",
     )
-    joiner.scan(body, "filter/", ["v", "xr", "xi", *extra], ["pieces"])
-    span = (plan.frames + config.n_fft // config.n_hop - 1) * config.n_hop
+    joiner.constant("spill0", spill)
+    joiner.scan(body, "filter/", ["v", "xr", "xi", *extra], ["samples"], (["spill0"], ["spill"]))
+    span = plan.frames * config.n_hop
     tail = trace(
         Tail(separator, plan, nb_out).eval(),
-        [torch.zeros(3, nb_out * nb_channels, span), example],
-        ["pieces", INPUT_NAME],
+        [torch.zeros(3, nb_out * nb_channels, span), spill, example],
+        ["samples", "spill", INPUT_NAME],
         [OUTPUT_NAME],
-        {"pieces": {0: "k"}, INPUT_NAME: {1: "nb_samples"}, OUTPUT_NAME: {2: "nb_samples"}},
+        {"samples": {0: "k"}, INPUT_NAME: {1: "nb_samples"}, OUTPUT_NAME: {2: "nb_samples"}},
         folder / "tail.onnx",
     )
-    wiring = {"pieces": "pieces", INPUT_NAME: INPUT_NAME, OUTPUT_NAME: OUTPUT_NAME}
-    joiner.inline(tail, "tail/", wiring)
+    wiring = {"samples": "samples", "spill": "spill", INPUT_NAME: INPUT_NAME}
+    joiner.inline(tail, "tail/", wiring | {OUTPUT_NAME: OUTPUT_NAME})
     return bytes(joiner.model(nb_channels).SerializeToString())
 
 
