@@ -66,3 +66,12 @@ def random_sizes(total: int, seed: int, largest: int = 3000) -> list[int]:
 
 def fixed_sizes(total: int, size: int) -> list[int]:
     return [size] * (total // size) + ([total % size] if total % size else [])
+
+
+def impulse_delay(stream: object, seed: int, largest: int) -> int:
+    """Where the first non-zero output sample of a one-channel impulse lands (pushed in
+    random block sizes)."""
+    impulse = np.zeros((1, 5000), np.float32)
+    impulse[0, 0] = 1.0
+    out = run_stream(stream, impulse, random_sizes(5000, seed=seed, largest=largest))
+    return int(np.flatnonzero(np.abs(out).max(axis=(0, 1)) > 0)[0])

@@ -20,19 +20,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..models.folded import bn_affine
 from ..models.umx import OpenUnmix
 
 
 def _affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     """``bn`` in evaluation as ``y · a + c`` (float64)."""
-    assert bn.running_mean is not None and bn.running_var is not None
-    a = torch.rsqrt(bn.running_var.double() + bn.eps)
-    if bn.weight is not None:
-        a = a * bn.weight.double()
-    c = -bn.running_mean.double() * a
-    if bn.bias is not None:
-        c = c + bn.bias.double()
-    return a, c
+    return bn_affine(bn, torch.float64)
 
 
 def _bias(fc: nn.Linear) -> Tensor:

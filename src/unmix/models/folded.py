@@ -74,15 +74,15 @@ def applies(net: nn.Module, x: Tensor) -> bool:
     )
 
 
-def _affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
-    """``bn`` in evaluation as ``y · scale + shift`` (float32)."""
+def bn_affine(bn: nn.BatchNorm1d, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """``bn`` in evaluation as ``y · scale + shift``, both ``(features,)`` in ``dtype``."""
     assert bn.running_mean is not None and bn.running_var is not None
-    scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
     if bn.weight is not None:
-        scale = scale * bn.weight.float()
-    shift = -bn.running_mean.float() * scale
+        scale = scale * bn.weight.to(dtype)
+    shift = -bn.running_mean.to(dtype) * scale
     if bn.bias is not None:
-        shift = shift + bn.bias.float()
+        shift = shift + bn.bias.to(dtype)
     return scale, shift
 
 
@@ -96,12 +96,12 @@ def _linear(fc: nn.Linear, scale: Tensor, shift: Tensor) -> tuple[Tensor, Tensor
 def fold(net: Layers) -> Folded:
     """The folded layers of ``net`` (evaluation mode)."""
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
-        scale3, shift3 = _affine(net.bn3)
+        scale3, shift3 = bn_affine(net.bn3)
         out_scale = net.output_scale.float().repeat(scale3.numel() // net.output_scale.numel())
         out_mean = net.output_mean.float().repeat(scale3.numel() // net.output_mean.numel())
         layers = (
-            _linear(net.fc1, *_affine(net.bn1)),
-            _linear(net.fc2, *_affine(net.bn2)),
+            _linear(net.fc1, *bn_affine(net.bn1)),
+            _linear(net.fc2, *bn_affine(net.bn2)),
         )
         if net.fc3.bias is not None:
             shift3 = shift3 + net.fc3.bias.float() * scale3
