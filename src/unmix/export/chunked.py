@@ -32,9 +32,8 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from ..filtering import WienerSettings
-from ..models.umx import UMX
 from ..separator import Separator
-from .folding import FoldedBranch
+from .folding import folded_branches
 from .spectral import GraphISTFT, GraphSTFT
 from .wiener import (
     Pair,
@@ -113,12 +112,7 @@ class Head(nn.Module):
         self.plan = plan
         self.mono_model = config.nb_channels == 1
         self.stft = GraphSTFT(config.n_fft, config.n_hop)
-        model = self.model
-        self.folded = (
-            nn.ModuleList(FoldedBranch(model.branch(t)) for t in model.targets)
-            if type(model) is UMX
-            else None
-        )
+        self.folded = folded_branches(self.model)
 
     def magnitudes(self, mag: Tensor) -> Tensor:
         """``(N, C_model, F)`` → ``(N, J, C_model, F)`` (UMX: the folded branches of

@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..models.contract import SeparationModel
 from ..models.folded import bn_affine
-from ..models.umx import OpenUnmix
+from ..models.umx import UMX, OpenUnmix
 
 
 def _affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
@@ -86,3 +87,11 @@ class FoldedBranch(nn.Module):
         skip = torch.cat([h, lstm_out[:, 0]], dim=-1)
         y = torch.relu(self.fc2(skip))
         return torch.relu(self.fc3(y)).reshape(nb_frames, nb_channels, nb_bins)
+
+
+def folded_branches(model: SeparationModel) -> nn.ModuleList | None:
+    """The :class:`FoldedBranch` of every target of a :class:`~unmix.models.umx.UMX`, in
+    target order; ``None`` for other models (they run their own ``forward``)."""
+    if type(model) is not UMX:
+        return None
+    return nn.ModuleList(FoldedBranch(model.branch(t)) for t in model.targets)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..models.umx import UMX
 from ..separator import Separator
-from .folding import FoldedBranch
+from .folding import folded_branches
 from .spectral import GraphISTFT, GraphSTFT
 from .wiener import from_windows, to_windows, wiener_windows
 
@@ -36,12 +35,7 @@ class SeparationGraph(nn.Module):
         self.mono_model = config.nb_channels == 1
         self.stft = GraphSTFT(config.n_fft, config.n_hop)
         self.istft = GraphISTFT(config.n_fft, config.n_hop)
-        model = self.model
-        self.folded = (
-            nn.ModuleList(FoldedBranch(model.branch(t)) for t in model.targets)
-            if type(model) is UMX
-            else None
-        )
+        self.folded = folded_branches(self.model)
 
     def magnitudes(self, mag: Tensor) -> Tensor:
         """Mixture magnitude ``(C, N, F)`` → target magnitudes ``(J, C, N, F)``.
