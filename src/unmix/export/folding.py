@@ -59,7 +59,7 @@ class FoldedBranch(nn.Module):
 
     def __init__(self, net: OpenUnmix) -> None:
         super().__init__()
-        self.nb_bins, self.hidden = net.nb_bins, net.hidden_size
+        self.nb_bins = net.nb_bins
         with torch.no_grad():
             channels = net.fc1.in_features // net.nb_bins
             self.register_buffer("shift", net.input_mean.detach().float().repeat(channels))
