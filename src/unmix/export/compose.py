@@ -159,7 +159,8 @@ def chunked_graph(
     joiner.inline(head, "head/", {INPUT_NAME: INPUT_NAME, "v": "v", "xr": "xr", "xi": "xi"})
     gains = _em_passes(joiner, separator, nb_channels, plan, folder)
     chunk = _chunk_examples(separator, nb_channels, plan)
-    extra = [*gains, "scale"] if gains else []
+    scale = ["scale"] if gains else []
+    extra = [*gains, *scale]
     spill = torch.zeros(nb_out * nb_channels, (config.n_fft // config.n_hop - 1) * config.n_hop)
     body = trace(
         ChunkFilter(separator, plan).eval(),
@@ -169,7 +170,7 @@ def chunked_graph(
             *([chunk_gains(separator, plan)] * len(gains)),
             *([torch.ones(1)] if gains else []),
         ],
-        ["spill", "v", "xr", "xi", *[f"g{i}" for i in range(len(gains))], *extra[len(gains) :]],
+        ["spill", "v", "xr", "xi", *[f"g{i}" for i in range(len(gains))], *scale],
         ["spill_out", "samples"],
         {},
         folder / "filter.onnx",

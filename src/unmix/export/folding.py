@@ -25,11 +25,6 @@ from ..models.folded import bn_affine
 from ..models.umx import UMX, OpenUnmix
 
 
-def _affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
-    """``bn`` in evaluation as ``y · a + c`` (float64)."""
-    return bn_affine(bn, torch.float64)
-
-
 def _bias(fc: nn.Linear) -> Tensor:
     """``fc``'s bias in float64 (zeros where it has none: Open-Unmix's have none)."""
     return (
@@ -64,12 +59,12 @@ class FoldedBranch(nn.Module):
             channels = net.fc1.in_features // net.nb_bins
             self.register_buffer("shift", net.input_mean.detach().float().repeat(channels))
             self.register_buffer("scale", net.input_scale.detach().float().repeat(channels))
-            a1, c1 = _affine(net.bn1)
+            a1, c1 = bn_affine(net.bn1, torch.float64)
             w1 = net.fc1.weight.double()
             self.fc1 = _linear(a1[:, None] * w1, a1 * _bias(net.fc1) + c1)
-            a2, c2 = _affine(net.bn2)
+            a2, c2 = bn_affine(net.bn2, torch.float64)
             self.fc2 = _linear(a2[:, None] * net.fc2.weight.double(), a2 * _bias(net.fc2) + c2)
-            a3, c3 = _affine(net.bn3)
+            a3, c3 = bn_affine(net.bn3, torch.float64)
             c3 = a3 * _bias(net.fc3) + c3
             repeat = a3.numel() // net.output_scale.numel()
             out_scale = net.output_scale.double().repeat(repeat)
