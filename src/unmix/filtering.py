@@ -19,73 +19,19 @@ without transposing the large estimate tensors. Stereo takes a closed-form path
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import overload
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import UnmixError
 from .stereo_em import stereo_em_groups, stereo_statistics, stereo_statistics_from_amplitudes
+from .wiener_settings import DEFAULT_WIENER as DEFAULT_WIENER
+from .wiener_settings import EPS as EPS
+from .wiener_settings import MAX_NITER as MAX_NITER
+from .wiener_settings import WienerSettings as WienerSettings
+from .wiener_settings import residual_of as residual_of
 
-EPS = 1e-10
-#: upper bound of ``niter`` (each iteration costs about one model pass; 1-3 is typical)
-MAX_NITER = 1000
-
-
-@dataclass(frozen=True)
-class WienerSettings:
-    """The options of the Wiener post-filter, declared once for the CLI, API and Separator.
-
-    Attributes:
-        niter: EM iterations (``>= 0``); 0 keeps the model estimates (with the mixture
-            phase, or as ratio masks with ``softmask``).
-        softmask: initialise the filter with ratio masks instead of magnitudes.
-        residual: add a ``residual`` output: the mixture minus the other estimates.
-        wiener_win_len: frames per independent Wiener window (``None``: all frames).
-        scale_factor: the mixture is divided by ``max(1, max|x| / scale_factor)`` during EM.
-        eps: regulariser of the covariance estimates.
-
-    Raises:
-        UnmixError: a value out of range (one line).
-    """
-
-    niter: int = 1
-    softmask: bool = False
-    residual: bool = False
-    wiener_win_len: int | None = 300
-    scale_factor: float = 10.0
-    eps: float = EPS
-
-    def __post_init__(self) -> None:
-        win = self.wiener_win_len
-        checks = [
-            (
-                _is_int(self.niter) and 0 <= self.niter <= MAX_NITER,
-                f"niter must be in 0..{MAX_NITER}",
-            ),
-            (win is None or (_is_int(win) and win >= 1), "wiener_win_len must be >= 1 or None"),
-            (_positive(self.scale_factor), "scale_factor must be a positive number"),
-            (_positive(self.eps), "eps must be a positive number"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UnmixError(f"invalid Wiener settings: {message} (got {self})")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
-
-
-#: the default options (niter 1, no softmask, no residual, 300-frame windows)
-DEFAULT_WIENER = WienerSettings()
+# the settings and residual_of above are defined without PyTorch (unmix.wiener_settings)
 
 
 def frame_windows(nb_frames: int, wiener_win_len: int | None) -> Iterator[slice]:
@@ -93,28 +39,6 @@ def frame_windows(nb_frames: int, wiener_win_len: int | None) -> Iterator[slice]
     step = wiener_win_len or max(nb_frames, 1)
     for start in range(0, nb_frames, step):
         yield slice(start, min(start + step, nb_frames))
-
-
-@overload
-def residual_of(mixture: Tensor | float, others: Tensor) -> Tensor: ...
-@overload
-def residual_of(mixture: np.ndarray, others: np.ndarray) -> np.ndarray: ...
-def residual_of(
-    mixture: Tensor | np.ndarray | float, others: Tensor | np.ndarray
-) -> Tensor | np.ndarray:
-    """The residual source, defined once: ``mixture − Σ_j others[j]``.
-
-    Used for the model-rate residual of the Wiener stage (amplitudes or masks) and for the
-    output-rate residual of the engine (audio), so that *Σ targets + residual = input*.
-
-    Args:
-        mixture: ``(...)``, or a scalar (``1`` for ratio masks).
-        others: the other sources stacked on the first axis ``(J, ...)``.
-
-    Returns:
-        ``(...)``.
-    """
-    return mixture - others.sum(0)
 
 
 def _amplitudes(
