@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 
+from .choices import DEVICE_HELP as DEVICE_HELP
+from .choices import DEVICE_PATTERN as DEVICE_PATTERN
+from .choices import parse_device as parse_device
 from .errors import UnmixError
-
-#: what ``--device`` accepts: auto, cpu, mps, cuda, cuda:N
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-DEVICE_HELP = "auto, cpu, cuda, cuda:N (the N-th GPU) or mps"
-
-
-def parse_device(text: str) -> str:
-    """``text`` (lower case) if it names a device :func:`pick_device` knows (``cuda:1``
-    included); a one-line :class:`~unmix.errors.UnmixError` otherwise. Whether the device
-    exists is checked by :func:`pick_device`."""
-    value = text.strip().lower()
-    if not DEVICE_PATTERN.fullmatch(value):
-        raise UnmixError(f"unknown device {text!r}; use {DEVICE_HELP}")
-    return value
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

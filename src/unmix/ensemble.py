@@ -12,76 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .choices import JOIN as JOIN
+from .choices import MAX_MEMBERS as MAX_MEMBERS
+from .choices import Weights as Weights
+from .choices import ensemble_parts as ensemble_parts
+from .choices import parse_weights as parse_weights
 from .errors import UnmixError
 from .separator import Separator
 from .shifts import check_shifts
-
-#: what joins the members of an ensemble in a model name: ``umx-preview+umx-rt-preview``
-JOIN = "+"
-#: most members one ensemble may have
-MAX_MEMBERS = 8
-
-#: per-target weights: ``{target: (w_1, ..., w_M)}``, or one sequence for every target
-Weights = Mapping[str, Sequence[float]] | Sequence[float]
-
-
-def ensemble_parts(model: str | Path) -> list[str]:
-    """The members named by ``model``: ``"a+b"`` → ``["a", "b"]``; an existing path or a
-    name without ``+`` is one member.
-
-    Raises:
-        UnmixError: an empty member (``a++b``) or too many members.
-    """
-    text = str(model)
-    if JOIN not in text or Path(text).exists():
-        return [text]
-    parts = text.split(JOIN)
-    if any(not p.strip() for p in parts):
-        raise UnmixError(
-            f"model {text!r} has an empty ensemble member: join names or folders with a "
-            "single '+', e.g. umx-preview+umx-rt-preview"
-        )
-    if len(parts) > MAX_MEMBERS:
-        raise UnmixError(f"an ensemble has at most {MAX_MEMBERS} members, got {len(parts)}")
-    return [p.strip() for p in parts]
-
-
-def parse_weights(texts: Sequence[str]) -> Weights:
-    """``--ensemble-weights`` → weights: ``["2,1"]`` (every target) or
-    ``["vocals=2,1", "bass=1,3"]`` (those targets; the others weigh their members equally).
-
-    Raises:
-        UnmixError: a malformed entry, a target given twice, or a mix of both forms.
-    """
-    by_target: dict[str, tuple[float, ...]] = {}
-    everywhere: tuple[float, ...] | None = None
-    for text in texts:
-        target, sep, numbers = text.rpartition("=")
-        try:
-            values = tuple(float(v) for v in numbers.split(","))
-        except ValueError:
-            raise UnmixError(
-                f"bad --ensemble-weights {text!r}: expected numbers per member, e.g. 2,1 or "
-                "vocals=2,1"
-            ) from None
-        if not sep:
-            everywhere = values
-        elif target in by_target or not target:
-            raise UnmixError(f"bad --ensemble-weights {text!r}: name each target once")
-        else:
-            by_target[target] = values
-    if everywhere is not None and by_target:
-        raise UnmixError(
-            "--ensemble-weights: give either one list for every target (2,1) or lists per "
-            "target (vocals=2,1 bass=1,3), not both"
-        )
-    return everywhere if everywhere is not None else by_target
 
 
 def _check_members(members: Sequence[Separator], names: Sequence[str]) -> None:

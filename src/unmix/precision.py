@@ -16,19 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
 
 import torch
 
+from .choices import DEFAULT_PRECISION as DEFAULT_PRECISION
+from .choices import PRECISIONS as PRECISIONS
+from .choices import Precision as Precision
+from .choices import parse_precision as parse_precision
 from .errors import UnmixError
-
-Precision = Literal["fp32", "bf16", "fp16"]
-
-#: the values of ``--precision``, in the order the help lists them
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
-
-#: the default: the networks in float32, stems bit-identical to a run without the option
-DEFAULT_PRECISION: Precision = "fp32"
 
 #: the autocast type of each reduced precision
 DTYPES: dict[Precision, torch.dtype] = {
@@ -36,15 +31,6 @@ DTYPES: dict[Precision, torch.dtype] = {
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
 }
-
-
-def parse_precision(name: str) -> Precision:
-    """``name`` (any case) as a :data:`Precision`; a one-line
-    :class:`~unmix.errors.UnmixError` for anything else."""
-    value = str(name).strip().lower()
-    if value not in PRECISIONS:
-        raise UnmixError(f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}")
-    return value
 
 
 def cpu_bf16_support() -> tuple[bool, str]:

@@ -21,23 +21,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .choices import MAX_SHIFTS as MAX_SHIFTS
+from .choices import check_shifts as check_shifts
 from .errors import UnmixError
-
-#: most shifted copies one separation may average
-MAX_SHIFTS = 32
-
-
-def check_shifts(shifts: int) -> int:
-    """``shifts`` if it is a whole number in ``[1, MAX_SHIFTS]``.
-
-    Raises:
-        UnmixError: anything else.
-    """
-    if isinstance(shifts, bool) or not isinstance(shifts, int) or not 1 <= shifts <= MAX_SHIFTS:
-        raise UnmixError(
-            f"shifts must be a whole number from 1 (no shifts) to {MAX_SHIFTS}, got {shifts!r}"
-        )
-    return shifts
 
 
 def shift_offsets(shifts: int, unit: int) -> tuple[int, ...]:
