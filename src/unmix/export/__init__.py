@@ -2,8 +2,10 @@
 
 * :func:`export_onnx` (:mod:`.driver`): trace, add metadata, check, write.
 * :class:`OnnxGraph` (:mod:`.runtime`): onnxruntime with numpy only (no PyTorch).
+* :class:`GraphSeparator`, :func:`load_graph_separator` (:mod:`.graph_separator`): a graph
+  for the engine with numpy only (``unmix separate --model FILE.onnx``: no PyTorch).
 * :class:`OnnxSeparator`, :func:`load_onnx_separator` (:mod:`.separator`): a graph behind
-  the :class:`~unmix.separator.Separator` interface, for the engine.
+  the :class:`~unmix.separator.Separator` interface (torch), for Python users.
 * :func:`export_step_onnx` (:mod:`.step_export`): the causal model's step graph.
 
 Names are imported on first use, so that ``unmix.export.runtime`` stays free of PyTorch.
@@ -17,6 +19,7 @@ from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .driver import export_onnx
+    from .graph_separator import GraphSeparator, load_graph_separator
     from .metadata import GraphInfo
     from .runtime import OnnxGraph
     from .separator import OnnxSeparator, load_onnx_separator
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "export_onnx": "driver",
     "GraphInfo": "metadata",
+    "GraphSeparator": "graph_separator",
+    "load_graph_separator": "graph_separator",
     "OnnxGraph": "runtime",
     "OnnxSeparator": "separator",
     "load_onnx_separator": "separator",
@@ -32,10 +37,12 @@ _LAZY = {
 }
 __all__ = [
     "GraphInfo",
+    "GraphSeparator",
     "OnnxGraph",
     "OnnxSeparator",
     "export_onnx",
     "export_step_onnx",
+    "load_graph_separator",
     "load_onnx_separator",
 ]
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -1,8 +1,10 @@
 """An exported graph behind the :class:`~unmix.separator.Separator` interface.
 
-The engine (segments, streaming, formats, outputs) drives an :class:`OnnxSeparator`
-exactly like the torch separator: same ``config``, ``wiener``, ``output_names``,
-``residual`` and ``forward (S, C, T) → (S, J', C, T)``; the work is done by onnxruntime.
+An :class:`OnnxSeparator` is a torch separator for Python users: same ``config``,
+``wiener``, ``output_names``, ``residual`` and ``forward (S, C, T) → (S, J', C, T)``; the work
+is done by onnxruntime through the :class:`~unmix.export.graph_separator.GraphSeparator` it
+delegates to (which the engine calls directly, with numpy). ``unmix separate`` opens graphs
+without PyTorch (:func:`~unmix.export.graph_separator.load_graph_separator`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from ..errors import UnmixError
 from ..filtering import WienerSettings
-from ..heap import keep_freed_memory
 from ..separator import Separator
+from .graph_separator import GraphSeparator, load_graph_separator
 from .runtime import OnnxGraph
 
 
@@ -26,20 +26,20 @@ class OnnxSeparator(Separator):
     """Separate with an exported graph (CPU, onnxruntime).
 
     Args:
-        graph: an opened :class:`OnnxGraph`.
+        graph: an opened :class:`OnnxGraph`, or a :class:`GraphSeparator` of one.
 
     Mono audio into a stereo graph is separated as the duplicated signal and the stems are
     downmixed, as the torch separator does; any other channel mismatch raises.
     """
 
-    def __init__(self, graph: OnnxGraph) -> None:
+    def __init__(self, graph: OnnxGraph | GraphSeparator) -> None:
         nn.Module.__init__(self)
-        info = graph.info
-        self.graph = graph
-        self.wiener = WienerSettings(**info.settings)
-        names = info.outputs[:-1] if self.wiener.residual else info.outputs
-        self.config = ModelConfig.from_dict({**info.model_config, "targets": list(names)})
-        self.targets = tuple(names)
+        inner = graph if isinstance(graph, GraphSeparator) else GraphSeparator(graph)
+        self.graph_separator = inner
+        self.graph = inner.graph
+        self.wiener = inner.wiener
+        self.config = inner.config
+        self.targets = inner.targets
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -48,27 +48,20 @@ class OnnxSeparator(Separator):
 
     @property
     def parallel_segments(self) -> int:
-        """Segments one call runs side by side on the CPU: the engine's automatic batch size
-        (:func:`unmix.engine.batcher.auto_batch_size`), so that ``N`` threads get ``N``
-        segments at a time."""
+        """Segments one call runs side by side on the CPU (the graph's threads, or 1):
+        ``--batch-size N`` on ``N`` threads gives ``N`` segments, one thread each."""
         return self.graph.parallel_segments
 
     def forward(self, audio: Tensor) -> Tensor:
         """``(S, C, T)`` mixture → ``(S, J', C, T)`` stems; the ``S`` items side by side
-        (:meth:`OnnxGraph.run_many`)."""
+        (:meth:`GraphSeparator.separate_many`)."""
         if audio.ndim != 3:
             raise ValueError(
                 f"audio must be (nb_samples, nb_channels, nb_timesteps), got {tuple(audio.shape)}"
             )
-        keep_freed_memory()  # the engine's per-segment arrays are reused, not faulted in
         x = audio.detach().float().cpu().numpy()
-        downmix = x.shape[1] == 1 and self.graph.info.nb_channels == 2
-        if downmix:
-            x = np.repeat(x, 2, axis=1)
-        results = self.graph.run_many(list(x))
+        results = self.graph_separator.separate_many(list(x))
         stems = results[0][None] if len(results) == 1 else np.stack(results)  # no copy of one
-        if downmix:
-            stems = stems.mean(axis=2, keepdims=True)
         return torch.from_numpy(stems).to(audio.device)
 
 
@@ -83,29 +76,17 @@ def load_onnx_separator(
 
     The targets and Wiener settings are baked into the graph: asking for others raises
     (``None``, or the defaults, accept the graph's). The graph gets PyTorch's thread count
-    (``unmix separate --threads N``): one segment runs on ``N`` intra-op threads, and the
-    engine hands it ``N`` segments at a time, which run side by side on one thread each.
+    (``unmix separate --threads N``): one segment runs on ``N`` intra-op threads, and
+    ``--batch-size N`` hands it ``N`` segments at a time, which run side by side on one
+    thread each. The checks and errors are those of
+    :func:`~unmix.export.graph_separator.load_graph_separator`.
 
     Raises:
         UnmixError: an unreadable or foreign graph, other targets or settings, a GPU, or a
             precision other than fp32.
     """
-    if str(precision).strip().lower() != "fp32":
-        raise UnmixError(
-            f"an .onnx model runs in fp32 (onnxruntime); got --precision {precision}: leave "
-            "it out or separate with the torch model"
-        )
-    if device is not None and str(device) not in ("auto", "cpu"):
-        raise UnmixError(f"an .onnx model runs on the CPU here (onnxruntime); got device {device}")
-    separator = OnnxSeparator(OnnxGraph(path, threads=torch.get_num_threads()))
-    if targets and tuple(targets) != separator.targets:
-        raise UnmixError(
-            f"{path} was exported with targets {list(separator.targets)}; re-export it with "
-            f"--targets {' '.join(targets)}"
-        )
-    if wiener is not None and wiener not in (WienerSettings(), separator.wiener):
-        raise UnmixError(
-            f"{path} was exported with {separator.wiener}; the Wiener options are baked in: "
-            "re-export it with the options you want"
-        )
-    return separator
+    device_name = None if device is None else str(device)
+    threads = torch.get_num_threads()
+    return OnnxSeparator(
+        load_graph_separator(path, targets, wiener, device_name, precision, threads)
+    )
