@@ -28,7 +28,6 @@ from ..text import printable
 from .ledger import LEDGER_NAME, LEDGER_VERSION, FileRecord, LedgerWriter, Settings, read_ledger
 from .plan import RunPlan, archive_ledger, output_folder, plan_run
 from .progress import Progress
-from .worker import load_for, worker_kwargs
 
 #: the values of --engine
 ENGINES = ("local", "ray")
@@ -178,6 +177,8 @@ def run_catalog(args: argparse.Namespace, options: OutputOptions | None = None) 
         if not plan.done:
             raise UnmixError("nothing to separate")
         return 1 if plan.errors else 0
+    from .worker import load_for  # PyTorch: only once there is work (plain separate avoids it)
+
     load_for(settings, "cpu")  # a bad --model or --targets fails here, before any cluster
     if args.force and (moved := archive_ledger(ledger)) is not None:
         reporter.note(f"--force: the previous ledger is now {moved}")
@@ -243,6 +244,8 @@ def _run_on_ray(
             writer.append(record.to_json())
             reporter.record(record)
             stop_if_disk_full(record)
+
+        from .worker import worker_kwargs
 
         device = "cuda" if args.gpus_per_worker > 0 else "cpu"
         kwargs = worker_kwargs(settings, options, device, args.threads_per_worker)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..device import DEVICE_HELP, parse_device
-from ..ensemble import JOIN, ensemble_parts, parse_weights
+from ..choices import (
+    DEFAULT_PRECISION,
+    DEVICE_HELP,
+    JOIN,
+    PRECISIONS,
+    ensemble_parts,
+    parse_device,
+    parse_weights,
+)
 from ..errors import UnmixError
-from ..filtering import WienerSettings
-from ..hub.loading import load_separator
-from ..precision import DEFAULT_PRECISION, PRECISIONS
-from ..separator import Separator
+from ..export.graph_separator import GraphSeparator, load_graph_separator
+from ..wiener_settings import WienerSettings
+
+if TYPE_CHECKING:
+    from ..separator import Separator
 
 
 def add_wiener_options(group: argparse._ArgumentGroup) -> None:
@@ -102,6 +111,32 @@ def wiener_from_args(args: argparse.Namespace) -> WienerSettings:
         residual=args.residual,
         wiener_win_len=args.wiener_win_len or None,
     )
+
+
+def is_one_graph(model: str) -> bool:
+    """Whether ``model`` names one exported graph (``FILE.onnx``, not in an ensemble)."""
+    parts = ensemble_parts(model)
+    return len(parts) == 1 and Path(parts[0]).suffix.lower() == ".onnx"
+
+
+def graph_from_args(args: argparse.Namespace) -> GraphSeparator:
+    """Open the exported graph ``args.model`` (:func:`is_one_graph`) without PyTorch, with
+    the checks and errors of :func:`separator_from_args`; ``args.threads`` (Default: as
+    PyTorch would choose) are the graph's."""
+    weights = getattr(args, "ensemble_weights", None)
+    return load_graph_separator(
+        args.model, args.targets, wiener_from_args(args), args.device,
+        getattr(args, "precision", DEFAULT_PRECISION), getattr(args, "threads", None),
+        shifts=getattr(args, "shifts", 1), weights=parse_weights(weights) if weights else None,
+    )  # fmt: skip
+
+
+def load_separator(model: str, *args: Any, **options: Any) -> Separator:
+    """:func:`unmix.hub.loading.load_separator`, imported when called: it needs PyTorch,
+    which an exported graph does not (:func:`graph_from_args`)."""
+    from ..hub.loading import load_separator as load
+
+    return load(model, *args, **options)
 
 
 def separator_from_args(args: argparse.Namespace) -> Separator:

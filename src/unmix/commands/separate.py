@@ -11,12 +11,12 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, cast
 
 from .. import audio as audio_io
 from ..audio.sinks import MP3_BITRATES, MP3_PRESETS, EncodeOptions
 from ..catalog.cli import add_engine_options, run_catalog
+from ..choices import MAX_SHIFTS
 from ..engine import (
     OVERLAP_SECONDS,
     SEGMENT_SECONDS,
@@ -26,20 +26,27 @@ from ..engine import (
     prepare_out_dir,
     separate_files,
 )
-from ..engine.batcher import resolve_batch_size
+from ..engine.calls import device_of, resolve_batch_size
+from ..engine.files import cpu_threads
 from ..errors import UnmixError
+from ..export.graph_separator import as_graph_separator
 from ..hub.registry import DEFAULT_MODEL
-from ..shifts import MAX_SHIFTS
 from .common import (
     add_device_option,
     add_ensemble_options,
     add_precision_option,
     add_wiener_options,
+    graph_from_args,
+    is_one_graph,
     model_label,
     model_source,
     separator_from_args,
 )
 from .console import Console
+
+if TYPE_CHECKING:
+    from ..engine.segments import AnySeparator
+    from ..separator import Separator
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +301,10 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return run_catalog(args, _options(args))
     console = Console(args.quiet, parallel=(args.jobs or 1) > 1)
-    if args.threads:
+    graph = is_one_graph(args.model)  # run by onnxruntime: PyTorch is never imported
+    if args.threads and not graph:
+        import torch
+
         torch.set_num_threads(args.threads)
     options = _options(args)
     batch = plan_batch(args.inputs, options)
@@ -305,16 +315,15 @@ def run(args: argparse.Namespace) -> int:
     if not batch.jobs:
         raise UnmixError("nothing to separate")
     prepare_out_dir(args.out_dir)  # before loading the model: fail early
-    sep = separator_from_args(args)
+    sep: AnySeparator = graph_from_args(args) if graph else separator_from_args(args)
     plan = plan_segments(sep, args.segment, args.overlap)
-    device = next(iter(sep.parameters()), torch.empty(0)).device  # none: an .onnx graph (CPU)
     size = resolve_batch_size(sep, plan, options.batch_size)  # the automatic one, once
     batch.options = options = dataclasses.replace(options, batch_size=size)
     jobs = f", {options.jobs} files at a time" if options.jobs > 1 else ""
     jobs += f", batches of up to {size} segments" if size > 1 else ""
     jobs += f", {args.precision}" if args.precision != "fp32" else ""
     console.note(
-        f"model {args.model} on {device} ({torch.get_num_threads()} threads{jobs}); segments "
+        f"model {args.model} on {_device(sep)} ({cpu_threads(sep)} threads{jobs}); segments "
         f"of {plan.segment / sep.sample_rate:.1f} s with {plan.overlap / sep.sample_rate:.1f} "
         "s cross-faded overlap"
     )
@@ -327,3 +336,10 @@ def run(args: argparse.Namespace) -> int:
     if result.failed and result.nb_inputs > 1:
         console.error(f"{result.failed} of {result.nb_inputs} inputs failed, see above")
     return 1 if result.failed else 0
+
+
+def _device(separator: AnySeparator) -> str:
+    """Where ``separator`` runs, as the note prints it (``cpu``, ``cuda:0``...)."""
+    if as_graph_separator(separator) is not None:
+        return "cpu"
+    return str(device_of(cast("Separator", separator)))

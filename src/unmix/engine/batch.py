@@ -18,14 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import audio as audio_io
 from ..audio.sinks import EncodeOptions
 from ..audio.spool import is_stdin, seekable_input
 from ..errors import UnmixError
+from ..export.graph_separator import as_graph_separator
 from ..fileio import remove_stale_temporaries
-from ..separator import Separator
 from . import record
 from .batcher import Batcher, batching
 from .files import FileReport, separate_file
@@ -34,6 +34,9 @@ from .jobs import BatchListener, Job, SerializedListener
 from .naming import FileNames, track_name
 from .parallel import Stop, run_parallel
 from .segments import SegmentPlan, plan_segments
+
+if TYPE_CHECKING:
+    from .segments import AnySeparator
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ def _decide(
 
 
 def batch_settings(
-    separator: Separator, options: OutputOptions, plan: SegmentPlan, names: tuple[str, ...]
+    separator: AnySeparator, options: OutputOptions, plan: SegmentPlan, names: tuple[str, ...]
 ) -> dict[str, Any]:
     """Everything that decides what an output file holds (recorded beside it)."""
     output_format = audio_io.get_format(options.fmt)
@@ -239,7 +242,7 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 def _run_job(
-    separator: Separator, job: Job, options: OutputOptions, plan: SegmentPlan,
+    separator: AnySeparator, job: Job, options: OutputOptions, plan: SegmentPlan,
     listener: BatchListener, write: dict[Path, tuple[str, ...]], names: tuple[str, ...],
     batcher: Batcher | None = None,
 ) -> FileReport:  # fmt: skip
@@ -262,7 +265,7 @@ def _message(job: Job, exc: BaseException) -> str:
     return text if job.label in text else f"{job.label}: {text}"
 
 
-def output_names(separator: Separator, rename: Mapping[str, str]) -> tuple[str, ...]:
+def output_names(separator: AnySeparator, rename: Mapping[str, str]) -> tuple[str, ...]:
     """The separator's outputs as files call them; a one-line error if two coincide."""
     names = tuple(rename.get(n, n) for n in separator.output_names)
     if len(set(names)) != len(names):
@@ -271,7 +274,7 @@ def output_names(separator: Separator, rename: Mapping[str, str]) -> tuple[str, 
 
 
 def separate_files(
-    separator: Separator,
+    separator: AnySeparator,
     inputs: Sequence[str | Path] | BatchPlan,
     options: OutputOptions | None = None,
     plan: SegmentPlan | None = None,
@@ -307,7 +310,8 @@ def separate_files(
     remove_stale_temporaries(batch.options.out_dir)
     size = batch.options.batch_size
     with batching(separator, runner.plan, size, runner.stop) as runner.batcher:
-        run_parallel(batch.jobs, runner.prepare, runner.run, batch.options.jobs, runner.stop)
+        jobs, torch_threads = batch.options.jobs, as_graph_separator(separator) is None
+        run_parallel(batch.jobs, runner.prepare, runner.run, jobs, runner.stop, torch_threads)
     return runner.result
 
 
@@ -316,7 +320,7 @@ class _Runner:
     worker threads (results and listener calls under one lock)."""
 
     def __init__(
-        self, separator: Separator, batch: BatchPlan, plan: SegmentPlan,
+        self, separator: AnySeparator, batch: BatchPlan, plan: SegmentPlan,
         listener: BatchListener | None,
     ) -> None:  # fmt: skip
         self.separator, self.options, self.plan = separator, batch.options, plan

@@ -32,87 +32,32 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from ..cpus import current_threads
 from ..errors import UnmixError
-from ..separator import Separator
+from ..export.graph_separator import as_graph_separator
+from .calls import AUTO_CAP as AUTO_CAP
+from .calls import MEMORY_MARGIN as MEMORY_MARGIN
+from .calls import auto_batch_size as auto_batch_size
+from .calls import device_of as device_of
+from .calls import device_type, empty_cuda_cache, out_of_memory, resolve_batch_size
+from .calls import segment_bytes as segment_bytes
+from .calls import separate_batch as separate_batch
 from .parallel import Cancelled, Stop
 from .segments import SegmentPlan, StreamingSeparator
 
+if TYPE_CHECKING:
+    from .segments import AnySeparator
+
 log = logging.getLogger(__name__)
 
-#: largest automatic batch size (segments per network call)
-AUTO_CAP = 16
-#: accelerator memory of one segment, per STFT value (frames × bins × 2 channels), is
-#: estimated as 8 + 6 × outputs float32 values: the complex mixture (2), its magnitude (1),
-#: waveforms and their normalised copy (2) and more (3); per output its magnitude, waveform
-#: and slice (3) and a target network's largest transient (3: on CUDA the target networks
-#: run at the same time, each on its stream); times this margin for the allocator
-MEMORY_MARGIN = 1.5
 #: seconds after which a partial batch runs although a stream could still add to it
 PATIENCE = 1.0
 #: seconds an interrupted run waits for the batch in progress
 INTERRUPT_WAIT = 1.0
-
-
-def device_of(separator: Separator) -> torch.device:
-    """Where ``separator``'s weights are (CPU for a graph without parameters)."""
-    return next(iter(separator.parameters()), torch.empty(0)).device
-
-
-def segment_bytes(separator: Separator, plan: SegmentPlan) -> int:
-    """Estimated accelerator memory one segment of ``plan`` needs in a batch (bytes)."""
-    config = separator.config
-    values = (plan.segment // config.n_hop + 1) * (config.n_fft // 2 + 1) * 2
-    floats = 8 + 6 * len(separator.output_names)
-    return int(values * floats * MEMORY_MARGIN * 4)
-
-
-def auto_batch_size(separator: Separator, plan: SegmentPlan) -> int:
-    """Segments per network call when none is asked for: 1 on CPU and MPS (an ONNX graph
-    on ``N`` threads runs ``--batch-size N`` segments side by side only when asked: on the
-    quiet 2-core machine it was slower for float32 and within 3 % for int8, at twice the
-    memory), on CUDA as many as half the free memory holds, at most :data:`AUTO_CAP`."""
-    device = device_of(separator)
-    if device.type != "cuda":
-        return 1
-    free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(AUTO_CAP, free // 2 // segment_bytes(separator, plan)))
-
-
-def resolve_batch_size(separator: Separator, plan: SegmentPlan, requested: int | None) -> int:
-    """``requested`` checked (a one-line error below 1), or the automatic size for ``None``."""
-    if requested is None:
-        return auto_batch_size(separator, plan)
-    if requested < 1:
-        raise UnmixError(f"batch size must be >= 1, got {requested}")
-    return requested
-
-
-def separate_batch(separator: Separator, segments: list[np.ndarray]) -> list[np.ndarray]:
-    """Run the separator once on equal-shaped ``(nb_channels, nb_timesteps)`` segments.
-
-    Like :func:`~unmix.engine.segments.separate_segment` for each (audio shorter than one
-    FFT frame is zero-padded for the transform and cut back), in one batch.
-
-    Returns:
-        one ``(nb_outputs, nb_channels, nb_timesteps)`` ``float32`` array per segment.
-    """
-    length = segments[0].shape[-1]
-    x = np.stack(segments).astype(np.float32, copy=False)
-    minimum = separator.config.n_fft
-    if length < minimum:
-        x = np.pad(x, ((0, 0), (0, 0), (0, minimum - length)))
-    with torch.inference_mode():
-        stems = separator(torch.from_numpy(x).to(device_of(separator)))[..., :length]
-        out = np.ascontiguousarray(stems.float().cpu().numpy())
-    return list(out)
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc)
 
 
 class _Item:
@@ -135,7 +80,8 @@ class Batcher:
     Use as a context manager around the jobs; each job gets a stream from :meth:`stream`.
 
     Args:
-        separator: a frozen :class:`~unmix.separator.Separator`.
+        separator: a frozen :class:`~unmix.separator.Separator`, or a
+            :class:`~unmix.export.graph_separator.GraphSeparator`.
         batch_size: most segments per network call (>= 1).
         stop: when set (interruption), queued segments fail with
             :class:`~unmix.engine.parallel.Cancelled` instead of running.
@@ -146,22 +92,25 @@ class Batcher:
 
     def __init__(
         self,
-        separator: Separator,
+        separator: AnySeparator,
         batch_size: int,
         stop: Stop | None = None,
-        run: Callable[[Separator, list[np.ndarray]], list[np.ndarray]] | None = None,
+        run: Callable[[AnySeparator, list[np.ndarray]], list[np.ndarray]] | None = None,
         fill: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise UnmixError(f"batch size must be >= 1, got {batch_size}")
         self.separator, self.batch_size, self.stop, self._run = separator, batch_size, stop, run
-        self.fill = device_of(separator).type != "cuda" if fill is None else fill
+        self.fill = device_type(separator) != "cuda" if fill is None else fill
         self.sizes: list[int] = []  # segments of every network call, in order
         self._queue: deque[_Item] = deque()
         self._streams: set[BatchedStream] = set()
         self._cond = threading.Condition()
         self._closed = False
-        self._threads = torch.get_num_threads()
+        # PyTorch's thread count is per thread: the batcher's thread gets the caller's
+        # (an exported graph has its own threads and needs no PyTorch)
+        self._torch = as_graph_separator(separator) is None
+        self._threads = current_threads() if self._torch else 0
         self._thread = threading.Thread(target=self._main, name="unmix-batcher", daemon=True)
 
     def __enter__(self) -> Batcher:
@@ -274,7 +223,10 @@ class Batcher:
         self._queue.clear()
 
     def _main(self) -> None:
-        torch.set_num_threads(self._threads)
+        if self._torch:
+            import torch
+
+            torch.set_num_threads(self._threads)
         try:
             while True:
                 with self._cond:
@@ -300,11 +252,10 @@ class Batcher:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
                 return
-            if _out_of_memory(exc):
+            if out_of_memory(exc):
                 self.batch_size = max(1, len(batch) // 2)
                 log.warning("out of memory with %d segments; now %d", len(batch), self.batch_size)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                empty_cuda_cache()
                 half = max(1, len(batch) // 2)
                 parts = [batch[:half], batch[half:]]
             else:
@@ -364,7 +315,7 @@ class BatchedStream(StreamingSeparator):
 
 @contextlib.contextmanager
 def batching(
-    separator: Separator, plan: SegmentPlan, requested: int | None, stop: Stop | None = None
+    separator: AnySeparator, plan: SegmentPlan, requested: int | None, stop: Stop | None = None
 ) -> Iterator[Batcher | None]:
     """A running :class:`Batcher` for the batch size ``requested`` (``None``: automatic,
     :func:`auto_batch_size`), or ``None`` where that size is 1: segments then run one by

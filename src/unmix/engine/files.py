@@ -8,20 +8,24 @@ import tempfile
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .. import audio as audio_io
 from ..audio.decode import check_span
 from ..audio.sinks import EncodeOptions
 from ..audio.spool import seekable_input
+from ..cpus import current_threads
 from ..errors import AudioError
-from ..separator import Separator
+from ..export.graph_separator import as_graph_separator
 from .batcher import Batcher
 from .overlap import BackgroundWriter, chunked, prefetch
 from .segments import SegmentPlan
 from .stream import TOO_MANY_CHANNELS, collect, iter_separate
+
+if TYPE_CHECKING:
+    from .segments import AnySeparator
 
 
 @dataclass
@@ -62,7 +66,7 @@ def _nothing_after_start(what: str, meta: audio_io.AudioInfo, start: float) -> A
 
 
 def separate_file(
-    separator: Separator,
+    separator: AnySeparator,
     path: str | Path,
     destination: str | Path,
     fmt: str = "wav",
@@ -115,11 +119,17 @@ def separate_file(
         output_format.check_rate(meta.sample_rate)
         writer = functools.partial(
             audio_io.StemWriter, destination, names or separator.output_names, fmt,
-            bits=bits, files=outputs, options=options, workers=torch.get_num_threads(),
+            bits=bits, files=outputs, options=options, workers=cpu_threads(separator),
         )  # fmt: skip
         return _separate_to_files(
             separator, source, what, meta, writer, (start, duration), plan, progress, batcher
         )
+
+
+def cpu_threads(separator: AnySeparator) -> int:
+    """The CPU threads ``separator`` runs on: an exported graph's own, else PyTorch's."""
+    graph = as_graph_separator(separator)
+    return graph.threads if graph is not None else current_threads()
 
 
 def _existing(folder: Path) -> Path:
@@ -131,7 +141,7 @@ def _existing(folder: Path) -> Path:
 
 
 def _separate_to_files(
-    separator: Separator,
+    separator: AnySeparator,
     source: Path,
     what: str,
     meta: audio_io.AudioInfo,
@@ -194,7 +204,7 @@ def _separate_to_files(
     )
 
 
-def separate_path(separator: Separator, path: str | Path) -> dict[str, np.ndarray]:
+def separate_path(separator: AnySeparator, path: str | Path) -> dict[str, np.ndarray]:
     """Separate a whole audio file into arrays ``{name: (nb_channels, nb_timesteps)}``.
 
     Stdin (``-``), pipes and FIFOs are copied once to a temporary file first.

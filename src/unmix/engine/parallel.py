@@ -1,7 +1,8 @@
 """Several files at once: jobs on threads that share one model (``--jobs N``).
 
 The model is in memory once; each worker thread separates one file at a time, with its
-share of the CPU threads (PyTorch's count divided by the number of workers), so N jobs use
+share of PyTorch's CPU threads (its count divided by the number of workers; an exported graph
+keeps its own threads and needs no PyTorch), so N jobs use
 about N times the memory of one (each bounded by the segment length), not N models.
 Decisions about a job (skip, refuse) are taken on the calling thread, in input order,
 before it starts; at most N jobs are started and not yet finished at any time.
@@ -13,8 +14,6 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
-
-import torch
 
 Item = TypeVar("Item")
 Work = TypeVar("Work")
@@ -46,12 +45,14 @@ def run_parallel(
     run: Callable[[Item, Work], None],
     workers: int,
     stop: Stop | None = None,
+    torch_threads: bool = True,
 ) -> None:
     """``run(item, prepare(item))`` for every item whose ``prepare`` is not ``None``.
 
     ``prepare`` runs on this thread in order; ``run`` on ``workers`` threads (here, one
     after the other, when ``workers`` is 1). An exception from ``run`` propagates; on an
-    interruption, ``stop`` is set so running jobs end at their next check.
+    interruption, ``stop`` is set so running jobs end at their next check. With
+    ``torch_threads``, each worker thread gets its share of PyTorch's threads.
     """
     if workers <= 1:
         for item in items:
@@ -59,11 +60,7 @@ def run_parallel(
             if work is not None:
                 run(item, work)
         return
-    threads = max(1, torch.get_num_threads() // workers)
-    pool = ThreadPoolExecutor(
-        workers, thread_name_prefix="unmix-job", initializer=torch.set_num_threads,
-        initargs=(threads,),
-    )  # fmt: skip
+    pool = _pool(workers, torch_threads)
     pending: set[Future[None]] = set()
     try:
         for item in items:
@@ -83,3 +80,16 @@ def run_parallel(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool(workers: int, torch_threads: bool) -> ThreadPoolExecutor:
+    """``workers`` threads, each with its share of PyTorch's threads if ``torch_threads``."""
+    if not torch_threads:
+        return ThreadPoolExecutor(workers, thread_name_prefix="unmix-job")
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers)
+    return ThreadPoolExecutor(
+        workers, thread_name_prefix="unmix-job", initializer=torch.set_num_threads,
+        initargs=(threads,),
+    )  # fmt: skip

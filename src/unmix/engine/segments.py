@@ -20,11 +20,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import torch
 
-from ..separator import Separator
+from ..export.graph_separator import as_graph_separator
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from ..export.graph_separator import GraphSeparator
+    from ..separator import Separator
+
+    #: what the engine separates with: a torch separator, or an exported graph run with
+    #: numpy (``unmix separate --model FILE.onnx`` imports no PyTorch)
+    AnySeparator: TypeAlias = Separator | GraphSeparator
 
 #: default segment and overlap lengths (seconds); see docs/separation.md for the choice
 SEGMENT_SECONDS = 60.0
@@ -62,7 +72,7 @@ class SegmentPlan:
 
 
 def plan_segments(
-    separator: Separator,
+    separator: AnySeparator,
     segment_seconds: float = SEGMENT_SECONDS,
     overlap_seconds: float = OVERLAP_SECONDS,
 ) -> SegmentPlan:
@@ -108,10 +118,11 @@ def crossfade(fading_out: np.ndarray, fading_in: np.ndarray) -> np.ndarray:
     return out
 
 
-def separate_segment(separator: Separator, audio: np.ndarray) -> np.ndarray:
+def separate_segment(separator: AnySeparator, audio: np.ndarray) -> np.ndarray:
     """Run the separator once on ``(nb_channels, nb_timesteps)`` audio.
 
-    Audio shorter than one FFT frame is zero-padded for the transform and cut back.
+    Audio shorter than one FFT frame is zero-padded for the transform and cut back. An
+    exported graph runs on the numpy array itself (no PyTorch).
 
     Returns:
         stems ``(nb_outputs, nb_channels, nb_timesteps)`` ``float32`` on the CPU.
@@ -120,6 +131,16 @@ def separate_segment(separator: Separator, audio: np.ndarray) -> np.ndarray:
     minimum = separator.config.n_fft
     if length < minimum:  # the centred STFT's reflect padding needs n_fft // 2 + 1 samples
         audio = np.pad(audio, ((0, 0), (0, minimum - length)))
+    graph = as_graph_separator(separator)
+    if graph is not None:
+        (stems,) = graph.separate_many([np.ascontiguousarray(audio, dtype=np.float32)])
+        return np.ascontiguousarray(stems[..., :length])
+    return _torch_segment(cast("Separator", separator), audio, length)
+
+
+def _torch_segment(separator: Separator, audio: np.ndarray, length: int) -> np.ndarray:
+    import torch
+
     device = next(iter(separator.parameters()), torch.empty(0)).device
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
@@ -134,11 +155,12 @@ class StreamingSeparator:
     are final so far, in order. Their concatenation has the length of the input.
 
     Args:
-        separator: a frozen :class:`~unmix.separator.Separator`.
+        separator: a frozen :class:`~unmix.separator.Separator`, or a
+            :class:`~unmix.export.graph_separator.GraphSeparator`.
         plan: segment geometry, e.g. from :func:`plan_segments`.
     """
 
-    def __init__(self, separator: Separator, plan: SegmentPlan) -> None:
+    def __init__(self, separator: AnySeparator, plan: SegmentPlan) -> None:
         self.separator = separator
         self.plan = plan
         self._blocks: list[np.ndarray] = []
@@ -198,7 +220,7 @@ class StreamingSeparator:
 
 
 def separate_long(
-    separator: Separator, audio: np.ndarray, plan: SegmentPlan | None = None
+    separator: AnySeparator, audio: np.ndarray, plan: SegmentPlan | None = None
 ) -> np.ndarray:
     """Separate ``(nb_channels, nb_timesteps)`` audio at the model rate in segments.
 

@@ -10,17 +10,22 @@ never reaches a file.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import torch
 
 from ..audio.resample import StreamResampler, check_rate
 from ..errors import AudioError, UnmixError
-from ..filtering import residual_of
-from ..separator import Separator
+from ..wiener_settings import residual_of
 from .batcher import BatchedStream, Batcher
 from .segments import SegmentPlan, StreamingSeparator, plan_segments
+
+if TYPE_CHECKING:
+    import torch
+
+    from .segments import AnySeparator
 
 TOO_MANY_CHANNELS = (
     "{what} has {n} channels; unmix separates mono or stereo audio: downmix it to stereo "
@@ -33,7 +38,11 @@ MAX_PEAK = 1e10
 
 def as_channels_first(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     """Accept ``(nb_timesteps,)``, ``(nb_channels, nb_timesteps)`` or ``(nb_timesteps, nb_channels)``."""
-    arr = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    loaded = sys.modules.get("torch")  # a tensor needs torch loaded: none is imported here
+    if loaded is not None and isinstance(audio, loaded.Tensor):
+        arr = cast("torch.Tensor", audio).detach().cpu().numpy()
+    else:
+        arr = np.asarray(audio)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -86,7 +95,7 @@ class _Pipeline:
     """Input-rate blocks → model-rate segments → input-rate stems paired with their mixture."""
 
     def __init__(
-        self, separator: Separator, sample_rate: int, plan: SegmentPlan | None, what: str,
+        self, separator: AnySeparator, sample_rate: int, plan: SegmentPlan | None, what: str,
         batcher: Batcher | None = None,
     ) -> None:  # fmt: skip
         self.separator = separator
@@ -144,7 +153,7 @@ class _Pipeline:
 
 
 def iter_separate(
-    separator: Separator,
+    separator: AnySeparator,
     blocks: Iterable[np.ndarray],
     sample_rate: int,
     plan: SegmentPlan | None = None,
@@ -182,7 +191,7 @@ def iter_separate(
 
 
 def separate_array(
-    separator: Separator, audio: np.ndarray | torch.Tensor, sample_rate: int
+    separator: AnySeparator, audio: np.ndarray | torch.Tensor, sample_rate: int
 ) -> dict[str, np.ndarray]:
     """Separate ``(nb_channels, nb_timesteps)`` audio at ``sample_rate`` with a loaded separator.
 
@@ -197,7 +206,7 @@ def separate_array(
 
 
 def collect(
-    separator: Separator, results: Iterable[tuple[np.ndarray, np.ndarray]]
+    separator: AnySeparator, results: Iterable[tuple[np.ndarray, np.ndarray]]
 ) -> dict[str, np.ndarray]:
     """Join the stems of :func:`iter_separate` into ``{name: (nb_channels, nb_timesteps)}``."""
     joined = np.concatenate([stems for _, stems in results], axis=-1)
