@@ -112,7 +112,8 @@ def _model_options(g: argparse._ArgumentGroup) -> None:
         "-n",
         "--model",
         default=DEFAULT_MODEL,
-        help=f"registry name (see 'unmix models') or model folder; a+b averages an ensemble "
+        help=f"registry name (see 'unmix models'), model folder or a graph from 'unmix "
+        "export' (FILE.onnx: runs on onnxruntime, without PyTorch); a+b averages an ensemble "
         f"(default: {DEFAULT_MODEL})",
     )
     g.add_argument(
