@@ -176,27 +176,28 @@ def test_errors_without_torch(graph, clip, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "line"),
     [
-        {"targets": ["vocals"]},
-        {"targets": ["other", "vocals"]},
-        {"wiener": WienerSettings(niter=2)},
-        {"wiener": WienerSettings(residual=True)},
-        {"precision": "bf16"},
-        {"device": "cuda"},
-        {"device": "mps"},
-        {"shifts": 2},
-        {"weights": [2.0, 1.0]},
+        ({"targets": ["vocals"]}, "re-export it with --targets vocals"),
+        ({"targets": ["other", "vocals"]}, "exported with targets ['vocals', 'other']"),
+        ({"wiener": WienerSettings(niter=2)}, "the Wiener options are baked in"),
+        ({"wiener": WienerSettings(residual=True)}, "the Wiener options are baked in"),
+        ({"precision": "bf16"}, "an .onnx model runs in fp32 (onnxruntime); got --precision"),
+        ({"device": "cuda"}, "an .onnx model runs on the CPU here (onnxruntime); got device"),
+        ({"device": "mps"}, "got device mps"),
+        ({"shifts": 2}, "--shifts needs a torch model, not an exported graph"),
+        ({"weights": [2.0, 1.0]}, "ensemble weights need an ensemble (models joined by +)"),
     ],
-    ids=lambda options: "-".join(f"{k}={v}" for k, v in options.items()),
+    ids=["one-target", "target-order", "niter", "residual", "bf16", "cuda", "mps", "shifts",
+         "weights"],  # fmt: skip
 )
-def test_the_torch_free_loader_refuses_with_the_same_line(graph, options):
+def test_the_torch_free_loader_refuses_with_the_same_line(graph, options, line):
     with pytest.raises(UnmixError) as torch_error:
         load_separator(graph, **options)
     with pytest.raises(UnmixError) as free_error:
         load_graph_separator(graph, **options)
     assert str(free_error.value) == str(torch_error.value)
-    assert "\n" not in str(free_error.value)
+    assert line in str(free_error.value) and "\n" not in str(free_error.value)
 
 
 def test_the_loaders_accept_the_same(graph):
