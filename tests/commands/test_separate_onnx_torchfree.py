@@ -188,8 +188,17 @@ def test_errors_without_torch(graph, clip, tmp_path):
         ({"shifts": 2}, "--shifts needs a torch model, not an exported graph"),
         ({"weights": [2.0, 1.0]}, "ensemble weights need an ensemble (models joined by +)"),
     ],
-    ids=["one-target", "target-order", "niter", "residual", "bf16", "cuda", "mps", "shifts",
-         "weights"],  # fmt: skip
+    ids=[
+        "one-target",
+        "target-order",
+        "niter",
+        "residual",
+        "bf16",
+        "cuda",
+        "mps",
+        "shifts",
+        "weights",
+    ],
 )
 def test_the_torch_free_loader_refuses_with_the_same_line(graph, options, line):
     with pytest.raises(UnmixError) as torch_error:
