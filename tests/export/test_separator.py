@@ -63,9 +63,11 @@ def test_threads_reach_the_graph_and_the_engine_batch(graph):
     assert (one.graph.threads, one.parallel_segments) == (1, 1)
     assert (two.graph.threads, two.parallel_segments) == (2, 2)
     plan = plan_segments(two, 1.0, 0.25)
-    # side by side only when asked (--batch-size): not faster for float32, twice the memory
-    assert auto_batch_size(one, plan) == 1 and auto_batch_size(two, plan) == 1
-    assert two.graph._narrow is None  # no second session until segments run side by side
+    # N threads: N segments side by side by default, on a single-threaded session opened
+    # with the graph
+    assert auto_batch_size(one, plan) == 1 and auto_batch_size(two, plan) == 2
+    assert one.graph._narrow is None and two.graph._narrow is not None
+    assert two.graph._narrow.result() is not two.graph.session
 
 
 def test_segments_side_by_side_equal_one_at_a_time(graph, monkeypatch):

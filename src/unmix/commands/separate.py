@@ -235,7 +235,7 @@ def _processing_options(r: argparse._ArgumentGroup) -> None:
         default=None,
         metavar="N",
         help="segments per network call, from one or several files (default: 1 on CPU, from "
-        "free memory on CUDA, at most 16; an .onnx model on --threads N runs up to N "
+        "free memory on CUDA, at most 16, and N for an .onnx model on --threads N: N "
         "segments side by side, one thread each); the stems do not change (docs/speed.md)",
     )
     r.add_argument(

@@ -56,10 +56,15 @@ def segment_bytes(separator: AnySeparator, plan: SegmentPlan) -> int:
 
 
 def auto_batch_size(separator: AnySeparator, plan: SegmentPlan) -> int:
-    """Segments per network call when none is asked for: 1 on CPU and MPS (an ONNX graph
-    on ``N`` threads runs ``--batch-size N`` segments side by side only when asked: on the
-    quiet 2-core machine it was slower for float32 and within 3 % for int8, at twice the
-    memory), on CUDA as many as half the free memory holds, at most :data:`AUTO_CAP`."""
+    """Segments per network call when none is asked for: an exported graph on ``N >= 2``
+    threads ``N`` (side by side, one thread each: on the 2-core development machine the
+    4-minute file of ``benchmarks/bench_export_cli.py`` took 0.85× (float32) and 0.90×
+    (int8) the time of one segment at a time on two threads, medians of six alternating
+    pairs, for 0.6–0.7 GB more at the peak), 1 elsewhere on the CPU and on MPS, on CUDA as
+    many as half the free memory holds, at most :data:`AUTO_CAP`."""
+    graph = as_graph_separator(separator)
+    if graph is not None:
+        return graph.parallel_segments
     if device_type(separator) != "cuda":
         return 1
     import torch
