@@ -164,6 +164,12 @@ class Batcher:
             with self._cond:
                 stream.waiting_for = None
 
+    def submitted_all(self, stream: BatchedStream) -> None:
+        """``stream`` has submitted its last segment: a partial batch need not wait for it."""
+        with self._cond:
+            stream.submitted_all = True
+            self._cond.notify_all()
+
     def release(self, stream: BatchedStream) -> None:
         """``stream`` submits no more; its segments still queued are dropped."""
         with self._cond:
@@ -178,8 +184,12 @@ class Batcher:
     # -------------------------------------------------------------- the batcher thread
 
     def _stalled(self) -> bool:
-        """No stream can add to the queue before some of it runs."""
-        return all(s.waiting_for is not None and not s.waiting_for.done() for s in self._streams)
+        """No stream can add to the queue before some of it runs: each is waiting for stems,
+        or has submitted its last segment."""
+        return all(
+            s.submitted_all or (s.waiting_for is not None and not s.waiting_for.done())
+            for s in self._streams
+        )
 
     def _take(self) -> list[_Item] | None:
         """The next batch (under the lock), or ``None`` once closed; waits as needed."""
@@ -279,6 +289,7 @@ class BatchedStream(StreamingSeparator):
         super().__init__(batcher.separator, plan)
         self.batcher, self.depth = batcher, depth
         self.waiting_for: Future[np.ndarray] | None = None
+        self.submitted_all = False  # finish() has submitted the last segment
         self._pending: deque[tuple[Future[np.ndarray], bool]] = deque()
 
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
@@ -292,6 +303,7 @@ class BatchedStream(StreamingSeparator):
         rest = self._rest()
         if rest is not None:
             self._pending.append((self.batcher.submit(self, rest), True))
+        self.batcher.submitted_all(self)
         finished = self._collect(0)
         self.close()
         return finished
