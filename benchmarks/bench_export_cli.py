@@ -12,7 +12,7 @@ decoding and writing four stems are all inside the figure.
 
     python benchmarks/bench_export_cli.py                       # 1 and 2 threads, ~6 min
     python benchmarks/bench_export_cli.py --threads 1 --repeats 3
-    python benchmarks/bench_export_cli.py --threads 2 --batch-size 2   # also side by side
+    python benchmarks/bench_export_cli.py --threads 2 --batch-size 1   # also one at a time
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="also run the graphs with --batch-size N (segments side by side)")  # fmt: skip
+                        help="also run the graphs with --batch-size N (1: one segment at a "
+                        "time, the default before session 8)")  # fmt: skip
     parser.add_argument("--whole", action="store_true", help="also the whole-input graphs")
     args = parser.parse_args()
     print(f"machine: {common.machine()}", file=sys.stderr)
@@ -128,12 +129,17 @@ def main() -> None:
                 ]
             times: dict[str, list[tuple[float, float, float]]] = {r[0]: [] for r in runners}
             outputs: dict[str, np.ndarray] = {}
-            for _ in range(args.repeats):
+            for round_ in range(args.repeats):
                 for label, path, batch in runners:
                     out = folder / "out"
                     times[label].append(run_cli(wav, path, threads, batch, out))
                     outputs[label] = stems(out)
                     print(f"{threads} thr {label}: {times[label][-1][0]:.1f} s", file=sys.stderr)
+                ratios = ", ".join(
+                    f"{label} {times['torch'][-1][0] / times[label][-1][0]:.2f}×"
+                    for label, _, _ in runners[1:]
+                )  # this round's runs against this round's torch run
+                print(f"{threads} thr, round {round_ + 1}: {ratios}", file=sys.stderr)
             base_wall = statistics.median(t[0] for t in times["torch"])
             base_cpu = statistics.median(t[1] for t in times["torch"])
             for label, _, _ in runners:
