@@ -73,7 +73,8 @@ class GraphSeparator:
     @property
     def parallel_segments(self) -> int:
         """Segments :meth:`separate_many` runs side by side on the CPU (the graph's threads,
-        or 1): ``--batch-size N`` on ``N`` threads gives ``N`` segments one thread each."""
+        or 1): the engine's automatic batch size, ``N`` segments on ``N`` threads, one
+        thread each."""
         return self.graph.parallel_segments
 
     @property
@@ -155,7 +156,8 @@ def load_graph_separator(
     The targets and Wiener settings are baked into the graph: asking for others raises
     (``None``, or the defaults, accept the graph's). One segment runs on ``threads``
     intra-op threads (Default: :func:`unmix.cpus.current_threads`, PyTorch's count), and
-    ``--batch-size N`` segments run side by side on one thread each.
+    the engine runs ``threads`` segments side by side, one thread each (the automatic
+    ``--batch-size``).
 
     Raises:
         UnmixError: an unreadable or foreign graph, other targets or settings, a GPU, a

@@ -48,8 +48,8 @@ class OnnxSeparator(Separator):
 
     @property
     def parallel_segments(self) -> int:
-        """Segments one call runs side by side on the CPU (the graph's threads, or 1):
-        ``--batch-size N`` on ``N`` threads gives ``N`` segments, one thread each."""
+        """Segments one call runs side by side on the CPU (the graph's threads, or 1): the
+        engine's automatic batch size, ``N`` segments on ``N`` threads, one thread each."""
         return self.graph.parallel_segments
 
     def forward(self, audio: Tensor) -> Tensor:
@@ -76,9 +76,9 @@ def load_onnx_separator(
 
     The targets and Wiener settings are baked into the graph: asking for others raises
     (``None``, or the defaults, accept the graph's). The graph gets PyTorch's thread count
-    (``unmix separate --threads N``): one segment runs on ``N`` intra-op threads, and
-    ``--batch-size N`` hands it ``N`` segments at a time, which run side by side on one
-    thread each. The checks and errors are those of
+    (``unmix separate --threads N``): the engine hands it ``N`` segments at a time
+    (the automatic ``--batch-size``), which run side by side on one thread each; a segment
+    alone runs on ``N`` intra-op threads. The checks and errors are those of
     :func:`~unmix.export.graph_separator.load_graph_separator`.
 
     Raises:
